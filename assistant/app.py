@@ -1,0 +1,51 @@
+"""The composition root: ``create_app`` builds the gateway from its dependencies."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from assistant.auth import KeyChecker
+from assistant.chat_service import ChatService, ModelCatalog
+from assistant.errors import APIError
+from assistant.settings import Settings
+from assistant.upstream import Upstream
+
+
+def create_app(settings: Settings, *, upstream: Upstream) -> FastAPI:
+    """Wire the gateway. ``upstream`` is the engine (real vLLM or a test fake)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await upstream.aclose()
+
+    app = FastAPI(
+        title="Help-desk assistant",
+        description="OpenAI-compatible API grounded in the company's docs.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.upstream = upstream
+    app.state.keys = KeyChecker(settings.api_keys, settings.admin_key)
+    app.state.chat = ChatService(upstream, ModelCatalog(upstream))
+
+    from assistant.routes import health, openai
+
+    app.include_router(openai.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in err["loc"])
+        return JSONResponse(APIError(400, f"'{field}': {err['msg']}").body(), status_code=400)
+
+    return app

@@ -1,0 +1,99 @@
+"""Chat and text completions: validation, model lookup, forwarding. No FastAPI in here."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from assistant.errors import APIError
+from assistant.schemas import ChatCompletionRequest, CompletionRequest
+from assistant.upstream import Upstream
+
+
+class ModelCatalog:
+    """The names the engine serves (base model and adapters), refreshed every few seconds."""
+
+    def __init__(self, upstream: Upstream, ttl_s: float = 10.0) -> None:
+        self.upstream = upstream
+        self.ttl_s = ttl_s
+        self._names: set[str] = set()
+        self._at = 0.0
+
+    async def listing(self) -> dict[str, Any]:
+        listing = await self.upstream.get("/v1/models")
+        self._names = {m["id"] for m in listing.get("data", [])}
+        self._at = time.monotonic()
+        return listing
+
+    async def require(self, name: str) -> None:
+        if time.monotonic() - self._at > self.ttl_s or name not in self._names:
+            await self.listing()
+        if name not in self._names:
+            known = ", ".join(sorted(self._names)) or "none"
+            raise APIError(404, f"model '{name}' does not exist; served models: {known}",
+                           code="model_not_found")
+
+
+def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
+    """JSON bytes to a request model; a 400 that names the field on any problem."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise APIError(400, "request body must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        raise APIError(400, f"'{field}': {err['msg']}", code="invalid_" + err["type"]) from None
+
+
+class ChatService:
+    """Forwards OpenAI requests to the engine. Grounding in the docs plugs in here."""
+
+    def __init__(self, upstream: Upstream, catalog: ModelCatalog) -> None:
+        self.upstream = upstream
+        self.catalog = catalog
+
+    async def chat(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
+        request = parse(ChatCompletionRequest, raw)
+        await self.catalog.require(request.model)
+        body = request.model_dump(exclude_none=True, exclude={"retrieval"})
+        return await self._forward("/v1/chat/completions", body, request.stream)
+
+    async def complete(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
+        request = parse(CompletionRequest, raw)
+        await self.catalog.require(request.model)
+        body = request.model_dump(exclude_none=True)
+        return await self._forward("/v1/completions", body, request.stream)
+
+    async def models(self) -> dict[str, Any]:
+        return await self.catalog.listing()
+
+    async def _forward(self, path: str, body: dict, stream: bool):
+        if not stream:
+            return await self.upstream.post(path, body)
+        chunks = self.upstream.stream(path, body)
+        # Pull the first chunk now so an engine error becomes an HTTP status, not a
+        # half-open stream.
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = b""
+        return _prepend(first, chunks)
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()

@@ -1,0 +1,1 @@
+"""HTTP routes: thin, they fetch services from app.state and call them."""

@@ -1,0 +1,49 @@
+"""OpenAI-compatible routes; the logic lives in ``assistant.chat_service``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from assistant.errors import APIError
+
+
+async def require_api_key(request: Request) -> None:
+    request.app.state.keys.check_api(request.headers.get("authorization"))
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def _body(request: Request) -> bytes:
+    limit = request.app.state.settings.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body is larger than {limit} bytes")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise APIError(413, f"request body is larger than {limit} bytes")
+    return raw
+
+
+def _respond(result):
+    if isinstance(result, dict):
+        return JSONResponse(result)
+    return StreamingResponse(result, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request):
+    return _respond(await request.app.state.chat.chat(await _body(request)))
+
+
+@router.post("/completions")
+async def completions(request: Request):
+    return _respond(await request.app.state.chat.complete(await _body(request)))
+
+
+@router.get("/models")
+async def models(request: Request):
+    return await request.app.state.chat.models()

