@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,8 @@ from assistant.chat_service import ChatService, ModelCatalog
 from assistant.errors import APIError
 from assistant.settings import Settings
 from assistant.upstream import Upstream
+
+log = logging.getLogger("assistant")
 
 
 def create_app(settings: Settings, *, upstream: Upstream) -> FastAPI:
@@ -47,5 +50,11 @@ def create_app(settings: Settings, *, upstream: Upstream) -> FastAPI:
         err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         field = ".".join(str(p) for p in err["loc"])
         return JSONResponse(APIError(400, f"'{field}': {err['msg']}").body(), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        log.exception("unhandled error")
+        body = APIError(500, f"internal error ({type(exc).__name__}); see the server log").body()
+        return JSONResponse(body, status_code=500)
 
     return app

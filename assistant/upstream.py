@@ -58,8 +58,9 @@ class HttpUpstream:
     def _check_ready(self) -> None:
         state = self.state()
         if state != "ready":
-            raise APIError(503, f"the engine is not ready ({state}); retry shortly",
-                           code="engine_unavailable")
+            raise APIError(
+                503, f"the engine is not ready ({state}); retry shortly", code="engine_unavailable"
+            )
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._json("POST", path, body)
@@ -112,8 +113,11 @@ class HttpUpstream:
 
 
 def _unavailable(exc: Exception) -> APIError:
-    return APIError(503, f"the engine is unreachable ({type(exc).__name__}); retry shortly",
-                    code="engine_unavailable")
+    return APIError(
+        503,
+        f"the engine is unreachable ({type(exc).__name__}); retry shortly",
+        code="engine_unavailable",
+    )
 
 
 def _upstream_error(status: int, content: bytes) -> APIError:
@@ -130,5 +134,9 @@ def _upstream_error(status: int, content: bytes) -> APIError:
         pass
     if status >= 500:
         status = 502 if status != 503 else 503
-    return APIError(status, message, type=err_type if isinstance(err_type, str) else None,
-                    code=str(code) if code is not None else None)
+    return APIError(
+        status,
+        message,
+        type=err_type if isinstance(err_type, str) else None,
+        code=str(code) if code is not None else None,
+    )

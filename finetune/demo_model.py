@@ -51,8 +51,8 @@ class DemoModelConfig:
     intermediate_size: int = 704
     max_position_embeddings: int = 2048
     seq_len: int = 256
-    batch_size: int = 16
-    max_steps: int = 600
+    batch_size: int = 8
+    max_steps: int = 450
     learning_rate: float = 3e-3
     seed: int = 0
 
@@ -115,12 +115,14 @@ def build_demo_model(
 
     raw_texts = [_render_plain(c) for c in conversations] + list(documents)
     tokenizer = train_tokenizer(raw_texts, config.vocab_size)
-    samples = [
-        tokenizer.apply_chat_template(c, tokenize=False) for c in conversations
-    ] + [d + "<|endoftext|>" for d in documents]
+    samples = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations] + [
+        d + "<|endoftext|>" for d in documents
+    ]
     stream = _token_stream(tokenizer, samples, seed=config.seed)
-    log(f"corpus: {len(conversations)} conversations, {len(documents)} documents, "
-        f"{len(stream):,} tokens")
+    log(
+        f"corpus: {len(conversations)} conversations, {len(documents)} documents, "
+        f"{len(stream):,} tokens"
+    )
 
     model_config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -235,8 +237,10 @@ def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool,
         bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}")
     seconds = time.perf_counter() - start
     eval_after = _eval_loss(model, eval_blocks)
-    log(f"trained {config.max_steps} steps in {seconds:.0f} s; "
-        f"eval loss {eval_before:.3f} -> {eval_after:.3f}")
+    log(
+        f"trained {config.max_steps} steps in {seconds:.0f} s; "
+        f"eval loss {eval_before:.3f} -> {eval_after:.3f}"
+    )
     return {
         "steps": config.max_steps,
         "train_seconds": round(seconds, 1),
@@ -262,13 +266,13 @@ def _eval_loss(model, blocks) -> float:
 def _model_card(config: DemoModelConfig, report: dict) -> str:
     return f"""# {LABEL}
 
-A Llama-architecture causal LM ({report['parameters']:,} parameters, hidden
+A Llama-architecture causal LM ({report["parameters"]:,} parameters, hidden
 {config.hidden_size}, {config.num_layers} layers, head size {config.head_dim}) with its own
 byte-level BPE tokenizer ({config.vocab_size} tokens) and a ChatML chat template, trained
 from scratch for {config.max_steps} steps on the sample help-desk transcripts and docs of
 this project. It exists to run the pipeline offline. Its answers are about IT topics but
 are not reliable: serve a real instruct model for real use (see the project README).
 
-Eval loss on held-back text: {report['eval_loss_before']} before, {report['eval_loss_after']}
+Eval loss on held-back text: {report["eval_loss_before"]} before, {report["eval_loss_after"]}
 after training.
 """

@@ -88,8 +88,9 @@ def _csv(file: Path, report: ReadReport) -> Iterator[Conversation]:
         reader = csv.DictReader(fh)
         missing = CSV_COLUMNS - set(reader.fieldnames or [])
         if missing:
-            report.problems.append(f"{file}:1: skipped file (missing columns: "
-                                   f"{', '.join(sorted(missing))})")
+            report.problems.append(
+                f"{file}:1: skipped file (missing columns: {', '.join(sorted(missing))})"
+            )
             return
         tickets: dict[str, Conversation] = {}
         for row in reader:
@@ -97,7 +98,8 @@ def _csv(file: Path, report: ReadReport) -> Iterator[Conversation]:
             role = normalize_role(row.get("author_role") or "")
             text = (row.get("message") or "").strip()
             if role is None:
-                report.problems.append(f"{where}: skipped (unknown role '{row.get('author_role')}')")
+                role_name = row.get("author_role")
+                report.problems.append(f"{where}: skipped (unknown role '{role_name}')")
                 continue
             if not text:
                 continue

@@ -22,8 +22,12 @@ class Chunk:
     content_hash: str  # hash of the whole file this chunk came from
 
     def metadata(self) -> dict:
-        meta = {"source": self.source, "title": self.title, "section": self.section,
-                "content_hash": self.content_hash}
+        meta = {
+            "source": self.source,
+            "title": self.title,
+            "section": self.section,
+            "content_hash": self.content_hash,
+        }
         if self.page is not None:
             meta["page"] = self.page
         return meta
@@ -32,8 +36,9 @@ class Chunk:
 class Chunker:
     """Splits documents into chunks no longer than ``chunk_tokens`` embedding tokens."""
 
-    def __init__(self, count_tokens: Callable[[str], int], chunk_tokens: int = 200,
-                 overlap_tokens: int = 30) -> None:
+    def __init__(
+        self, count_tokens: Callable[[str], int], chunk_tokens: int = 200, overlap_tokens: int = 30
+    ) -> None:
         from langchain_text_splitters import (
             MarkdownHeaderTextSplitter,
             RecursiveCharacterTextSplitter,
@@ -54,13 +59,16 @@ class Chunker:
                 pieces += [(text, "", number) for text in self._sizer.split_text(page)]
         else:
             for section in self._headers.split_text(doc.text):
-                path = " > ".join(section.metadata[key] for _, key in HEADERS
-                                  if key in section.metadata)
-                pieces += [(text, path, None)
-                           for text in self._sizer.split_text(section.page_content)]
+                path = " > ".join(
+                    section.metadata[key] for _, key in HEADERS if key in section.metadata
+                )
+                pieces += [
+                    (text, path, None) for text in self._sizer.split_text(section.page_content)
+                ]
         chunks = []
         for i, (text, section, page) in enumerate(p for p in pieces if p[0].strip()):
             chunk_id = hashlib.sha1(f"{doc.source}\x00{content_hash}\x00{i}".encode()).hexdigest()
-            chunks.append(Chunk(chunk_id, text.strip(), doc.source, doc.title, section, page,
-                                content_hash))
+            chunks.append(
+                Chunk(chunk_id, text.strip(), doc.source, doc.title, section, page, content_hash)
+            )
         return chunks

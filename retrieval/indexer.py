@@ -55,13 +55,15 @@ def scan(roots: Iterable[Path], report: IndexReport) -> dict[str, _File]:
         if not root.exists():
             raise RetrievalError(f"'{root}' does not exist")
         base = root.parent if root.is_file() else root
-        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        candidates = [root] if root.is_file() else sorted(root.rglob("*"))
+        candidates = [p for p in candidates if p.is_file()]
         for path in candidates:
             rel = path.relative_to(base).as_posix()
             if any(part.startswith(".") for part in Path(rel).parts):
                 continue
             if path.suffix.lower() not in SUFFIXES:
-                report.skipped.append({"source": rel, "reason": f"unsupported type '{path.suffix}'"})
+                reason = f"unsupported type '{path.suffix}'"
+                report.skipped.append({"source": rel, "reason": reason})
                 continue
             if path.stat().st_size > MAX_FILE_BYTES:
                 report.skipped.append({"source": rel, "reason": "larger than 50 MiB"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,8 +20,10 @@ def open_client(store_dir: Path | None = None, chroma_url: str | None = None):
             raise RetrievalError(f"'{chroma_url}' is not a Chroma server URL")
         try:
             return chromadb.HttpClient(
-                host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000),
-                ssl=url.scheme == "https", settings=chroma_settings,
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
             )
         except Exception as exc:  # chromadb raises several types for a dead server
             raise RetrievalError(f"cannot reach Chroma at {chroma_url}: {exc}") from None
@@ -33,7 +36,8 @@ def open_client(store_dir: Path | None = None, chroma_url: str | None = None):
 def get_collection(client, name: str, embedding_model: str):
     """The collection, created with cosine distance; it remembers its embedding model."""
     collection = client.get_or_create_collection(
-        name, metadata={"hnsw:space": "cosine", "embedding_model": embedding_model},
+        name,
+        metadata={"hnsw:space": "cosine", "embedding_model": embedding_model},
         embedding_function=None,
     )
     stored = (collection.metadata or {}).get("embedding_model")
@@ -62,10 +66,9 @@ def build_indexer(
 
     client = open_client(store_dir, chroma_url)
     if full:
-        try:
+        # An absent collection raises (its type differs across Chroma versions): nothing to drop.
+        with contextlib.suppress(Exception):
             client.delete_collection(collection)
-        except Exception:  # absent collection: nothing to rebuild  # noqa: S110
-            pass
     embedder = SentenceTransformerEmbedder(embedding_model, batch_size=batch_size)
     chunk_tokens = min(chunk_tokens, embedder.max_tokens)
     chunker = Chunker(embedder.count_tokens, chunk_tokens, chunk_overlap_tokens)

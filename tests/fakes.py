@@ -1,0 +1,81 @@
+"""Fakes for the seams of the assistant (see the Protocols they stand in for)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from assistant.errors import APIError
+
+
+class FakeUpstream:
+    """An in-memory engine speaking the ``assistant.upstream.Upstream`` protocol.
+
+    It serves ``models``, echoes the last user message, records every body it receives,
+    and can be switched to a non-ready state.
+    """
+
+    def __init__(self, models: tuple[str, ...] = ("helpdesk-demo",)) -> None:
+        self.models = list(models)
+        self.requests: list[tuple[str, dict]] = []
+        self.engine_state = "ready"
+        self.closed = False
+
+    def state(self) -> str:
+        return self.engine_state
+
+    def _check(self) -> None:
+        if self.engine_state != "ready":
+            raise APIError(503, f"the engine is not ready ({self.engine_state})")
+
+    async def get(self, path: str) -> dict[str, Any]:
+        self._check()
+        assert path == "/v1/models"
+        return {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._check()
+        self.requests.append((path, body))
+        text = self._answer(body)
+        if path == "/v1/completions":
+            return {
+                "object": "text_completion",
+                "model": body["model"],
+                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+            }
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        self._check()
+        self.requests.append((path, body))
+        for word in self._answer(body).split():
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": {"content": word + " "}}],
+            }
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    @staticmethod
+    def _answer(body: dict) -> str:
+        if "messages" in body:
+            return "echo: " + str(body["messages"][-1]["content"])
+        return "echo: " + str(body["prompt"])

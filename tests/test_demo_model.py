@@ -1,0 +1,55 @@
+"""The offline demo model: loads in transformers, has the chat template, learned something."""
+
+import json
+
+import pytest
+
+from finetune.demo_model import MARKER, SIZES, DemoModelConfig, build_demo_model, is_built
+from finetune.errors import FinetuneError
+
+
+def test_tiny_model_loads_and_generates(tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert model.config.model_type == "llama"
+    assert model.config.hidden_size // model.config.num_attention_heads in (64, 128)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "VPN down"}], add_generation_prompt=True, tokenize=False
+    )
+    assert prompt == "<|im_start|>user\nVPN down<|im_end|>\n<|im_start|>assistant\n"
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > ids.shape[1]
+
+
+def test_training_lowered_the_loss_and_left_a_marker(tiny_model):
+    assert is_built(tiny_model)
+    report = json.loads((tiny_model / MARKER).read_text())
+    assert report["eval_loss_after"] < report["eval_loss_before"]
+    assert "PIPELINE DEMO" in report["label"]
+    assert "PIPELINE DEMO" in (tiny_model / "README.md").read_text()
+
+
+def test_chat_template_marks_assistant_turns_for_loss_masking(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    conv = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]
+    enc = tok.apply_chat_template(conv, return_assistant_tokens_mask=True, return_dict=True)
+    masked = [t for t, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
+    assert tok.decode(masked) == "hello there<|im_end|>"
+
+
+def test_bad_head_size_is_refused(tmp_path):
+    bad = DemoModelConfig(hidden_size=96, num_heads=3)  # head size 32
+    with pytest.raises(FinetuneError, match="head size 32"):
+        build_demo_model(tmp_path, [[{"role": "user", "content": "x"}]], ["doc"], bad)
+
+
+def test_empty_corpus_is_refused(tmp_path):
+    with pytest.raises(FinetuneError, match="no training text"):
+        build_demo_model(tmp_path, [], [], SIZES["tiny"])
