@@ -32,7 +32,7 @@ class EngineConfig:
     port: int = 0
     max_model_len: int = 2048
     gpu_memory_utilization: float = 0.25
-    kv_cache_space_gib: float | None = None
+    kv_cache_space_gib: int | None = None
     enable_prefix_caching: bool = True
     max_lora_rank: int = 16
     max_loras: int = 4
@@ -131,7 +131,13 @@ def explain_failure(log_tail: str) -> str:
     for needles, sentence in _KNOWN_FAILURES:
         if any(needle in lowered for needle in needles):
             return sentence
-    return "vLLM exited during start-up"
+    errors = [
+        line.strip()
+        for line in log_tail.splitlines()
+        if "error" in line.lower() and not line.lstrip().startswith("File ")
+    ]
+    last = f": {errors[-1][:300]}" if errors else ""
+    return "vLLM exited during start-up" + last
 
 
 class EngineProcess:

@@ -62,9 +62,16 @@ def _mount_page(app, settings: Settings) -> None:
     from ui.chat_page import build_page
 
     host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else settings.host
+    notice = None
+    if settings.model is None:
+        notice = (
+            "Running the offline demo model: a tiny model trained in minutes to show the "
+            "pipeline. Its answers are not reliable; see the README to serve a real model."
+        )
     page = build_page(
         f"http://{host}:{settings.port}/v1",
         settings.model_name,
         settings.api_keys[0] if settings.api_keys else None,
+        notice=notice,
     )
     gr.mount_gradio_app(app, page, path="/")

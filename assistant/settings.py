@@ -77,10 +77,10 @@ class Settings(BaseSettings):
             "backend it sizes the KV cache from system memory: keep it low (0.2-0.3)."
         ),
     )
-    kv_cache_space_gib: float | None = Field(
+    kv_cache_space_gib: int | None = Field(
         None,
-        gt=0,
-        description="CPU backend only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE).",
+        ge=1,
+        description="CPU backend only: KV cache size in whole GiB (VLLM_CPU_KVCACHE_SPACE).",
     )
     enable_prefix_caching: bool = Field(
         True, description="Reuse the KV cache of the shared system prompt across requests."

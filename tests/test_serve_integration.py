@@ -78,3 +78,11 @@ def test_prompt_longer_than_context_is_an_error_not_a_crash(client, served):
     assert client.chat.completions.create(
         model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2
     ).choices
+
+
+def test_chat_page_is_served_at_root(served):
+    import httpx
+
+    resp = httpx.get(served.base + "/", timeout=30)
+    assert resp.status_code == 200
+    assert "gradio" in resp.text.lower()

@@ -25,8 +25,18 @@ def text_of(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def build_page(api_base: str, model: str, api_key: str | None = None, *, max_tokens: int = 256):
-    """A Gradio ``ChatInterface`` that streams answers from ``api_base`` (…/v1)."""
+def build_page(
+    api_base: str,
+    model: str,
+    api_key: str | None = None,
+    *,
+    notice: str | None = None,
+    max_tokens: int = 256,
+):
+    """A Gradio ``ChatInterface`` that streams answers from ``api_base`` (…/v1).
+
+    ``notice`` is shown under the help text, e.g. that the model is only a pipeline demo.
+    """
     import gradio as gr
     import openai
 
@@ -53,7 +63,8 @@ def build_page(api_base: str, model: str, api_key: str | None = None, *, max_tok
         if not answer:
             yield "(The model returned an empty answer. Try rephrasing the question.)"
 
-    return gr.ChatInterface(respond, title=TITLE, description=HELP, fill_height=True)
+    description = HELP + (f"\n\n**{notice}**" if notice else "")
+    return gr.ChatInterface(respond, title=TITLE, description=description, fill_height=True)
 
 
 def _readable(exc) -> str:
