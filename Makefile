@@ -36,6 +36,8 @@ demo: install
 	$(BIN)/assistant serve
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

