@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -12,19 +14,35 @@ from fastapi.responses import JSONResponse
 from assistant.auth import KeyChecker
 from assistant.chat_service import ChatService, ModelCatalog
 from assistant.errors import APIError
+from assistant.grounder import Grounder
+from assistant.grounding import Index, PromptBuilder
 from assistant.settings import Settings
 from assistant.upstream import Upstream
 
 log = logging.getLogger("assistant")
 
 
-def create_app(settings: Settings, *, upstream: Upstream) -> FastAPI:
-    """Wire the gateway. ``upstream`` is the engine (real vLLM or a test fake)."""
+def create_app(
+    settings: Settings,
+    *,
+    upstream: Upstream,
+    index: Index | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
+    """Wire the gateway.
+
+    ``upstream`` is the engine (real vLLM or a test fake); ``index`` the docs search
+    (``retrieval.retriever.Retriever`` or a fake); without one, answers are not grounded.
+    ``on_shutdown`` runs when the server stops (uvicorn re-raises SIGTERM after its own
+    shutdown, so code after ``uvicorn.run`` is not a safe place for cleanup).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         await upstream.aclose()
+        for stop in on_shutdown:
+            await asyncio.to_thread(stop)
 
     app = FastAPI(
         title="Help-desk assistant",
@@ -34,7 +52,15 @@ def create_app(settings: Settings, *, upstream: Upstream) -> FastAPI:
     app.state.settings = settings
     app.state.upstream = upstream
     app.state.keys = KeyChecker(settings.api_keys, settings.admin_key)
-    app.state.chat = ChatService(upstream, ModelCatalog(upstream))
+    grounder = Grounder(
+        index,
+        PromptBuilder.from_file(company=settings.company_name),
+        k=settings.retrieval_k,
+        min_score=settings.retrieval_min_score,
+        max_chars=settings.retrieval_max_chars,
+        enabled=settings.retrieval_enabled and index is not None,
+    )
+    app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder)
 
     from assistant.routes import health, openai
 

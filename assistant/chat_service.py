@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from assistant.errors import APIError
+from assistant.grounder import Grounder, with_extension
 from assistant.schemas import ChatCompletionRequest, CompletionRequest
 from assistant.upstream import Upstream
 
@@ -58,17 +59,30 @@ def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
 
 
 class ChatService:
-    """Forwards OpenAI requests to the engine. Grounding in the docs plugs in here."""
+    """Forwards OpenAI requests to the engine, grounding chats in the docs on the way."""
 
-    def __init__(self, upstream: Upstream, catalog: ModelCatalog) -> None:
+    def __init__(
+        self, upstream: Upstream, catalog: ModelCatalog, grounder: Grounder | None = None
+    ) -> None:
         self.upstream = upstream
         self.catalog = catalog
+        self.grounder = grounder
 
     async def chat(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(ChatCompletionRequest, raw)
         await self.catalog.require(request.model)
         body = request.model_dump(exclude_none=True, exclude={"retrieval"})
-        return await self._forward("/v1/chat/completions", body, request.stream)
+        grounding = None
+        if self.grounder is not None:
+            grounding = await self.grounder.ground(body["messages"], request.retrieval)
+        if grounding is not None:
+            body["messages"] = grounding.messages
+        result = await self._forward("/v1/chat/completions", body, request.stream)
+        if grounding is None:
+            return result
+        if isinstance(result, dict):
+            return {**result, **grounding.extension()}
+        return with_extension(result, grounding.extension())
 
     async def complete(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(CompletionRequest, raw)

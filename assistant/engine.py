@@ -202,6 +202,7 @@ class EngineProcess:
             stderr=subprocess.STDOUT,
             env=self.environment(),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
 
@@ -285,6 +286,15 @@ class EngineProcess:
                 return fh.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the gateway dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -18,7 +18,7 @@ class RetrievalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Ground the answer in the indexed docs.")
-    k: int = Field(4, ge=1, le=50, description="Number of passages to retrieve.")
+    k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve [retrieval_k].")
     collection: str | None = Field(None, description="Chroma collection to search.")
 
 

@@ -38,7 +38,12 @@ def run_server(settings: Settings, *, log=print) -> None:
         upstream = HttpUpstream(
             [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
         )
-    app = create_app(settings, upstream=upstream)
+    app = create_app(
+        settings,
+        upstream=upstream,
+        index=_open_index(settings, log),
+        on_shutdown=[engine.stop] if engine is not None else [],
+    )
     base = f"http://{settings.host}:{settings.port}"
     _mount_page(app, settings)
     log(
@@ -90,3 +95,24 @@ def _first_remote_model(url: str) -> str | None:
             return json.load(resp)["data"][0]["id"]
     except (OSError, ValueError, KeyError, IndexError):
         return None
+
+
+def _open_index(settings: Settings, log):
+    """The docs retriever over the configured Chroma; answers stay ungrounded without it."""
+    if not settings.retrieval_enabled:
+        return None
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.retriever import Retriever
+    from retrieval.store import open_client
+
+    client = open_client(settings.index_dir, settings.chroma_url)
+    embedder = SentenceTransformerEmbedder(
+        settings.embedding_model, batch_size=settings.embed_batch_size
+    )
+    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    if settings.collection not in names:
+        log(
+            f"note: no '{settings.collection}' collection in {settings.index_dir} yet; answers "
+            f"are not grounded until you run 'assistant index'"
+        )
+    return Retriever(client, embedder, settings.collection)

@@ -134,6 +134,8 @@ def _upstream_error(status: int, content: bytes) -> APIError:
         pass
     if status >= 500:
         status = 502 if status != 503 else 503
+    if status == 400 and "maximum context length" in message:
+        status, code = 413, "context_length_exceeded"
     return APIError(
         status,
         message,

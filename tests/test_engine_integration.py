@@ -81,3 +81,9 @@ def test_killed_engine_gives_503_then_serves_again(tiny_model, tmp_path):
     finally:
         stop_serve(served)
     assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == "zombie"
+
+
+def test_engine_dies_with_a_killed_gateway(tiny_model, tmp_path):
+    """Even SIGKILL of the gateway (no cleanup code runs) must not leave vLLM behind."""
+    served = start_serve(tmp_path, model=tiny_model)
+    stop_serve(served, signal.SIGKILL)  # stop_serve asserts every child is gone

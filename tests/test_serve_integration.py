@@ -24,9 +24,10 @@ def test_chat_completion(client):
         extra_body={"min_tokens": 4},
     )
     choice = resp.choices[0]
-    assert isinstance(choice.message.content, str) and choice.message.content.strip()
+    # a tiny model's words are not the point here; that tokens came back through is
+    assert isinstance(choice.message.content, str) and choice.message.content
     assert choice.finish_reason in {"stop", "length"}
-    assert resp.usage.completion_tokens >= 1
+    assert resp.usage.completion_tokens >= 4
     assert resp.model == "tiny"
 
 
@@ -52,7 +53,7 @@ def test_streaming_chat_completion(client):
     )
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert len(pieces) > 1
-    assert "".join(pieces).strip()
+    assert "".join(pieces)
 
 
 def test_text_completion(client):
@@ -75,11 +76,13 @@ def test_bad_request_is_400(client):
         client.chat.completions.create(model="tiny", messages=[], max_tokens=4)
 
 
-def test_prompt_longer_than_context_is_an_error_not_a_crash(client, served):
-    with pytest.raises(openai.BadRequestError):
+def test_prompt_longer_than_context_is_413_not_a_crash(client, served):
+    with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "printer " * 2000}], max_tokens=4
+            model="tiny", messages=[{"role": "user", "content": "printer " * 5000}], max_tokens=4
         )
+    assert info.value.status_code == 413
+    assert info.value.body["code"] == "context_length_exceeded"
     # the server is still healthy afterwards
     assert client.chat.completions.create(
         model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2
@@ -129,3 +132,63 @@ def test_no_memory_for_the_kv_cache_is_one_clear_error(tiny_model, tmp_path):
     assert error.startswith("error: vLLM could not reserve memory for the KV cache")
     assert "ASSISTANT_KV_CACHE_SPACE_GIB" in error
     assert "Traceback" not in result.stderr
+
+
+def test_grounded_answer_cites_real_indexed_files(client, served):
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[
+            {
+                "role": "user",
+                "content": "TunnelPoint shows TP-204, the device certificate is missing or expired",
+            }
+        ],
+        max_tokens=8,
+    )
+    extra = reply.model_extra
+    assert extra["grounded"] is True
+    sources = extra["sources"]
+    assert sources[0]["source"] == "vpn-error-codes.md"
+    indexed = {p.name for p in (served.home / "docs").iterdir()}
+    assert {s["source"] for s in sources} <= indexed
+    assert [s["rank"] for s in sources] == list(range(1, len(sources) + 1))
+    assert all(s["snippet"] and 0 < s["score"] <= 1 for s in sources)
+
+
+def test_streamed_answer_has_sources_in_its_first_chunk(client):
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=[
+            {
+                "role": "user",
+                "content": "How do I release a FollowMe print job at the printer with my badge?",
+            }
+        ],
+        max_tokens=8,
+        stream=True,
+    )
+    chunks = list(stream)
+    first = chunks[0].model_extra
+    assert first["grounded"] is True
+    assert first["sources"][0]["source"] == "followme-printing.md"
+    assert all("sources" not in (c.model_extra or {}) for c in chunks[1:])
+
+
+def test_off_topic_question_is_not_grounded(client):
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "What is a good recipe for banana bread?"}],
+        max_tokens=4,
+    )
+    assert reply.model_extra["grounded"] is False
+    assert reply.model_extra["sources"] == []
+
+
+def test_retrieval_off_gives_a_plain_openai_answer(client):
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "TP-204"}],
+        max_tokens=4,
+        extra_body={"retrieval": {"enabled": False}},
+    )
+    assert "sources" not in (reply.model_extra or {})

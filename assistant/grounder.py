@@ -1,0 +1,117 @@
+"""Retrieval for a chat request: find passages, build the grounded messages, cite sources."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+
+from assistant.errors import APIError
+from assistant.grounding import Index, PromptBuilder, search_query
+
+log = logging.getLogger("assistant")
+
+
+@dataclass
+class Grounding:
+    messages: list[dict]
+    sources: list[dict] = field(default_factory=list)
+
+    @property
+    def grounded(self) -> bool:
+        return bool(self.sources)
+
+    def extension(self) -> dict:
+        """The fields the response carries beyond OpenAI's schema."""
+        return {"sources": self.sources, "grounded": self.grounded}
+
+
+class Grounder:
+    def __init__(
+        self,
+        index: Index | None,
+        prompts: PromptBuilder,
+        *,
+        k: int = 4,
+        min_score: float = 0.25,
+        max_chars: int = 3000,
+        enabled: bool = True,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
+        self.index = index
+        self.prompts = prompts
+        self.k = k
+        self.min_score = min_score
+        self.max_chars = max_chars
+        self.enabled = enabled
+        self.observe = observe or (lambda seconds: None)
+
+    async def ground(self, messages: list[dict], options=None) -> Grounding | None:
+        """``None`` when retrieval is off for this request; else the grounded messages."""
+        enabled = self.enabled if options is None else options.enabled
+        if not enabled:
+            return None
+        k = options.k if options is not None and options.k else self.k
+        collection = options.collection if options is not None else None
+        passages = await self._search(search_query(messages), k, collection)
+        kept, used = [], 0
+        for hit in passages:
+            if hit.score < self.min_score or (kept and used + len(hit.text) > self.max_chars):
+                continue
+            kept.append(replace(hit, rank=len(kept) + 1))
+            used += len(hit.text)
+        return Grounding(self.prompts.apply(messages, kept), [h.citation() for h in kept])
+
+    async def _search(self, query: str, k: int, collection: str | None) -> list:
+        from retrieval.errors import RetrievalError
+
+        if self.index is None or not query:
+            return []
+        start = time.perf_counter()
+        try:
+            # Embedding and the vector search are CPU-bound: keep them off the event loop.
+            return await asyncio.to_thread(self.index.search, query, k, collection)
+        except RetrievalError as exc:
+            if collection is not None:
+                raise APIError(404, str(exc), code="collection_not_found") from None
+            log.warning("retrieval unavailable, answering ungrounded: %s", exc)
+            return []
+        finally:
+            self.observe(time.perf_counter() - start)
+
+
+async def with_extension(chunks: AsyncIterator[bytes], extra: dict) -> AsyncIterator[bytes]:
+    """Pass an SSE stream through, adding ``extra`` to the JSON of its first event."""
+    buffer, done = b"", False
+    try:
+        async for chunk in chunks:
+            if done:
+                yield chunk
+                continue
+            buffer += chunk
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                continue
+            event, rest = buffer[:end], buffer[end + 2 :]
+            done = True
+            yield _extend_event(event, extra) + b"\n\n" + rest
+        if not done and buffer:
+            yield buffer
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _extend_event(event: bytes, extra: dict) -> bytes:
+    if not event.startswith(b"data: ") or event.strip() == b"data: [DONE]":
+        return event
+    try:
+        payload = json.loads(event[6:])
+    except ValueError:
+        return event
+    payload.update(extra)
+    return b"data: " + json.dumps(payload).encode()
