@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -13,11 +14,14 @@ from fastapi.responses import JSONResponse
 
 from assistant.auth import KeyChecker
 from assistant.chat_service import ChatService, ModelCatalog
+from assistant.embedding_service import EmbeddingService
 from assistant.errors import APIError
 from assistant.grounder import Grounder
 from assistant.grounding import Index, PromptBuilder
+from assistant.metrics import Metrics
 from assistant.settings import Settings
 from assistant.upstream import Upstream
+from retrieval.embeddings import Embedder
 
 log = logging.getLogger("assistant")
 
@@ -27,12 +31,15 @@ def create_app(
     *,
     upstream: Upstream,
     index: Index | None = None,
+    embedder: Embedder | None = None,
+    engine_restarts: Callable[[], float] | None = None,
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """Wire the gateway.
 
     ``upstream`` is the engine (real vLLM or a test fake); ``index`` the docs search
     (``retrieval.retriever.Retriever`` or a fake); without one, answers are not grounded.
+    ``embedder`` serves ``/v1/embeddings``; ``engine_restarts`` feeds ``/metrics``.
     ``on_shutdown`` runs when the server stops (uvicorn re-raises SIGTERM after its own
     shutdown, so code after ``uvicorn.run`` is not a safe place for cleanup).
     """
@@ -52,6 +59,10 @@ def create_app(
     app.state.settings = settings
     app.state.upstream = upstream
     app.state.keys = KeyChecker(settings.api_keys, settings.admin_key)
+    metrics = app.state.metrics = Metrics(engine_restarts)
+    app.state.embeddings = (
+        EmbeddingService(embedder, settings.embedding_model) if embedder is not None else None
+    )
     grounder = Grounder(
         index,
         PromptBuilder.from_file(company=settings.company_name),
@@ -59,16 +70,27 @@ def create_app(
         min_score=settings.retrieval_min_score,
         max_chars=settings.retrieval_max_chars,
         enabled=settings.retrieval_enabled and index is not None,
+        observe=metrics.retrieval.observe,
     )
-    app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder)
+    app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics)
 
     from assistant.routes import health, openai
 
     app.include_router(openai.router)
     app.include_router(health.router)
 
+    @app.middleware("http")
+    async def _count(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "other")
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):
+        metrics.errors.labels(exc.type).inc()
         return JSONResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from assistant.errors import APIError
 from assistant.grounder import Grounder, with_extension
+from assistant.metrics import Metrics
 from assistant.schemas import ChatCompletionRequest, CompletionRequest
 from assistant.upstream import Upstream
 
@@ -62,13 +63,28 @@ class ChatService:
     """Forwards OpenAI requests to the engine, grounding chats in the docs on the way."""
 
     def __init__(
-        self, upstream: Upstream, catalog: ModelCatalog, grounder: Grounder | None = None
+        self,
+        upstream: Upstream,
+        catalog: ModelCatalog,
+        grounder: Grounder | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.upstream = upstream
         self.catalog = catalog
         self.grounder = grounder
+        self.metrics = metrics
 
     async def chat(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
+        started = time.perf_counter()
+        result = await self._chat(raw)
+        if self.metrics is None:
+            return result
+        if isinstance(result, dict):
+            self.metrics.count_usage(result)
+            return result
+        return self.metrics.watch_stream(result, started)
+
+    async def _chat(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(ChatCompletionRequest, raw)
         await self.catalog.require(request.model)
         body = request.model_dump(exclude_none=True, exclude={"retrieval"})

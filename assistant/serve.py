@@ -38,10 +38,17 @@ def run_server(settings: Settings, *, log=print) -> None:
         upstream = HttpUpstream(
             [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
         )
+    from retrieval.embeddings import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(
+        settings.embedding_model, batch_size=settings.embed_batch_size
+    )
     app = create_app(
         settings,
         upstream=upstream,
-        index=_open_index(settings, log),
+        index=_open_index(settings, embedder, log),
+        embedder=embedder,
+        engine_restarts=(lambda: engine.restarts) if engine is not None else None,
         on_shutdown=[engine.stop] if engine is not None else [],
     )
     base = f"http://{settings.host}:{settings.port}"
@@ -97,18 +104,14 @@ def _first_remote_model(url: str) -> str | None:
         return None
 
 
-def _open_index(settings: Settings, log):
+def _open_index(settings: Settings, embedder, log):
     """The docs retriever over the configured Chroma; answers stay ungrounded without it."""
     if not settings.retrieval_enabled:
         return None
-    from retrieval.embeddings import SentenceTransformerEmbedder
     from retrieval.retriever import Retriever
     from retrieval.store import open_client
 
     client = open_client(settings.index_dir, settings.chroma_url)
-    embedder = SentenceTransformerEmbedder(
-        settings.embedding_model, batch_size=settings.embed_batch_size
-    )
     names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
     if settings.collection not in names:
         log(

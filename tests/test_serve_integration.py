@@ -11,8 +11,29 @@ def client(served):
     return openai.OpenAI(base_url=served.base + "/v1", api_key="unused", max_retries=0)
 
 
-def test_models_lists_the_served_model(client):
-    assert [m.id for m in client.models.list()] == ["tiny"]
+def test_models_lists_the_base_model_and_the_adapter(client):
+    assert [m.id for m in client.models.list()] == ["tiny", "helpdesk-lora"]
+
+
+def first_token_logprob(client, model: str) -> float:
+    reply = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "printer jam"}],
+        max_tokens=1,
+        temperature=0,
+        logprobs=True,
+        extra_body={"retrieval": {"enabled": False}},
+    )
+    return reply.choices[0].logprobs.content[0].logprob
+
+
+def test_adapter_is_served_by_name_next_to_the_base(client):
+    base, adapted = (
+        first_token_logprob(client, "tiny"),
+        first_token_logprob(client, "helpdesk-lora"),
+    )
+    assert base != adapted  # the LoRA weights were applied
+    assert first_token_logprob(client, "tiny") == base  # and only to the adapter's requests
 
 
 def test_chat_completion(client):
@@ -192,3 +213,98 @@ def test_retrieval_off_gives_a_plain_openai_answer(client):
         extra_body={"retrieval": {"enabled": False}},
     )
     assert "sources" not in (reply.model_extra or {})
+
+
+def test_embeddings_with_the_openai_client(client):
+    import math
+
+    resp = client.embeddings.create(model="embed", input=["VPN TP-204", "printer jam"])
+    vectors = [d.embedding for d in resp.data]
+    assert len(vectors) == 2 and len(vectors[0]) == 384  # all-MiniLM-L6-v2
+    assert math.isclose(math.fsum(x * x for x in vectors[0]), 1.0, rel_tol=1e-3)
+    same = client.embeddings.create(
+        model="sentence-transformers/all-MiniLM-L6-v2", input="VPN TP-204", encoding_format="float"
+    )
+    assert all(
+        math.isclose(a, b, abs_tol=1e-5)
+        for a, b in zip(same.data[0].embedding, vectors[0], strict=True)
+    )
+
+
+def test_metrics_endpoint_is_prometheus_text(served):
+    import httpx
+
+    text = httpx.get(served.base + "/metrics", timeout=10).text
+    assert "assistant_requests_total" in text and "assistant_engine_restarts" in text
+
+
+def test_langchain_chat_openai_against_the_gateway(served):
+    """A real third-party client: LangChain's ChatOpenAI, invoke and stream."""
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(
+        base_url=served.base + "/v1",
+        api_key="unused",
+        model="tiny",
+        max_tokens=8,
+        temperature=0,
+        max_retries=0,
+    )
+    message = llm.invoke("How do I connect to guest Wi-Fi?")
+    assert isinstance(message.content, str)
+    assert message.response_metadata["model_name"] == "tiny"
+    chunks = list(llm.stream("printer jam"))
+    assert len(chunks) > 1
+
+
+def test_client_disconnect_cancels_the_generation(served):
+    """Hanging up mid-stream must abort the request in vLLM, not let it run to the end.
+
+    vLLM counts requests that ran to max_tokens as finished_reason="length" (aborted ones
+    are not counted there): after the hang-up, once nothing runs, that count must not grow.
+    """
+    import re
+    import time
+
+    import httpx
+
+    vllm = re.search(r"vLLM ready at (http://127\.0\.0\.1:\d+)", served.log.read_text()).group(1)
+
+    def engine_state() -> tuple[float, float]:
+        text = httpx.get(vllm + "/metrics", timeout=10).text
+        running = re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+        finished = re.findall(
+            r'^vllm:request_success_total\{[^}]*finished_reason="length"[^}]*\} ([0-9.e+]+)$',
+            text,
+            re.M,
+        )
+        return sum(map(float, running)), sum(map(float, finished))
+
+    # vLLM updates its counters a little after a request ends: let earlier tests' requests
+    # settle first, so the baseline is not raised by them during this test
+    previous, deadline = None, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = engine_state()
+        if state == previous and state[0] == 0:
+            break
+        previous = state
+        time.sleep(1.0)
+    _, finished_before = engine_state()
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "tell me everything"}],
+        "max_tokens": 1900,
+        "min_tokens": 1900,
+        "stream": True,
+        "retrieval": {"enabled": False},
+    }
+    with httpx.stream("POST", served.base + "/v1/chat/completions", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                break  # got the first token: hang up
+    deadline = time.monotonic() + 120
+    while engine_state()[0] > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    running, finished_after = engine_state()
+    assert running == 0
+    assert finished_after == finished_before, "the request ran to max_tokens after the hang-up"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 router = APIRouter()
 
@@ -17,3 +17,9 @@ async def health(request: Request):
         "model": request.app.state.settings.model_name,
     }
     return JSONResponse(body, status_code=200 if state == "ready" else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    body, content_type = request.app.state.metrics.render()
+    return Response(body, media_type=content_type)

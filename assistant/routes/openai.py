@@ -47,3 +47,11 @@ async def completions(request: Request):
 @router.get("/models")
 async def models(request: Request):
     return await request.app.state.chat.models()
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request):
+    service = request.app.state.embeddings
+    if service is None:
+        raise APIError(404, "no embedding model is configured on this server")
+    return await service.embed(await _body(request))

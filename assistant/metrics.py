@@ -1,0 +1,96 @@
+"""Prometheus metrics of one gateway (its own registry: no process-wide globals)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self, engine_restarts: Callable[[], float] | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "assistant_requests",
+            "HTTP requests by route and status.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "assistant_errors", "Error responses by OpenAI error type.", ["type"], registry=r
+        )
+        self.latency = Histogram(
+            "assistant_request_seconds",
+            "Time to the response headers (non-streamed: the whole answer).",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "assistant_time_to_first_token_seconds",
+            "Streamed chats: request received to first content chunk.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stream_seconds = Histogram(
+            "assistant_stream_seconds",
+            "Streamed chats: request received to end of stream.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens_out = Counter(
+            "assistant_tokens_out", "Completion tokens sent to clients.", registry=r
+        )
+        self.retrieval = Histogram(
+            "assistant_retrieval_seconds",
+            "Docs search per request.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.restarts = Gauge(
+            "assistant_engine_restarts", "Restarts of the vLLM child.", registry=r
+        )
+        self.restarts.set_function(engine_restarts or (lambda: 0))
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def count_usage(self, body: dict) -> None:
+        usage = body.get("usage") or {}
+        self.tokens_out.inc(usage.get("completion_tokens") or 0)
+
+    async def watch_stream(self, chunks: AsyncIterator[bytes], started: float):
+        """Pass a chat SSE stream through, timing its first content and counting chunks."""
+        first = True
+        try:
+            async for chunk in chunks:
+                pieces = _content_events(chunk)
+                if pieces and first:
+                    self.ttft.observe(time.perf_counter() - started)
+                    first = False
+                self.tokens_out.inc(pieces)
+                yield chunk
+        finally:
+            self.stream_seconds.observe(time.perf_counter() - started)
+            await chunks.aclose()
+
+
+def _content_events(chunk: bytes) -> int:
+    """Events in this chunk that carry generated text (vLLM sends about a token each)."""
+    count = 0
+    for line in chunk.split(b"\n"):
+        if not line.startswith(b"data: {"):
+            continue
+        try:
+            choices = json.loads(line[6:]).get("choices") or []
+        except ValueError:
+            continue
+        count += sum(1 for c in choices if (c.get("delta") or {}).get("content") or c.get("text"))
+    return count
