@@ -33,7 +33,7 @@ endif
 demo: install
 	@if [ -z "$$ASSISTANT_MODEL" ]; then $(BIN)/assistant demo-model --output $(DEMO_MODEL); fi
 	$(BIN)/assistant index data/docs
-	$(BIN)/assistant serve
+	ASSISTANT_COMPANY_NAME="$${ASSISTANT_COMPANY_NAME:-Fennmoor Logistics}" $(BIN)/assistant serve
 
 test: install
 	$(BIN)/ruff check .
