@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -18,7 +17,7 @@ from assistant.embedding_service import EmbeddingService
 from assistant.errors import APIError
 from assistant.grounder import Grounder
 from assistant.grounding import Index, PromptBuilder
-from assistant.metrics import Metrics
+from assistant.metrics import Metrics, RequestMetrics
 from assistant.settings import Settings
 from assistant.upstream import Upstream
 from retrieval.embeddings import Embedder
@@ -79,14 +78,7 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(health.router)
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "other")
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):

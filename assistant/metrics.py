@@ -91,3 +91,30 @@ def _content_events(chunk: bytes) -> int:
     A byte pattern, not a JSON parse: this runs for every chunk of every stream.
     """
     return len(_CONTENT.findall(chunk))
+
+
+class RequestMetrics:
+    """Pure ASGI middleware counting requests and timing them to the response headers.
+
+    Not Starlette's BaseHTTPMiddleware: that one relays every streamed chunk through an
+    extra task and memory stream, which costs real CPU at many tokens per second.
+    """
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def send_and_count(message) -> None:
+            if message["type"] == "http.response.start":
+                route = getattr(scope.get("route"), "path", "other")
+                self.metrics.requests.labels(route, str(message["status"])).inc()
+                self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, send_and_count)
