@@ -41,6 +41,14 @@ class IndexReport:
 
 
 @dataclass
+class _Stored:
+    """One stored version of a file: the chunk count it was written with, and its chunk ids."""
+
+    n_chunks: int | None
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass
 class _File:
     path: Path
     source: str
@@ -79,21 +87,23 @@ class Indexer:
         self.embedder = embedder
         self.chunker = chunker
 
-    def manifest(self) -> dict[str, dict[str, list[str]]]:
-        """source -> content_hash -> chunk ids, as stored in the collection."""
+    def manifest(self) -> dict[str, dict[str, _Stored]]:
+        """source -> content_hash -> its stored chunks, read in one pass over the collection."""
         stored = self.collection.get(include=["metadatas"])
-        manifest: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        manifest: dict[str, dict[str, _Stored]] = defaultdict(dict)
         for chunk_id, meta in zip(stored["ids"], stored["metadatas"], strict=True):
-            manifest[meta["source"]][meta["content_hash"]].append(chunk_id)
+            version = manifest[meta["source"]].setdefault(
+                meta["content_hash"], _Stored(meta.get("n_chunks"))
+            )
+            version.ids.append(chunk_id)
         return manifest
 
-    def _complete(self, ids_by_hash: dict[str, list[str]], digest: str) -> bool:
+    @staticmethod
+    def _complete(versions: dict[str, _Stored], digest: str) -> bool:
         """The stored version ``digest`` is whole and alone (no half or stale copies)."""
-        if set(ids_by_hash) != {digest}:
+        if set(versions) != {digest}:
             return False
-        got = self.collection.get(ids=ids_by_hash[digest][:1], include=["metadatas"])
-        expected = got["metadatas"][0].get("n_chunks") if got["metadatas"] else None
-        return expected == len(ids_by_hash[digest])
+        return versions[digest].n_chunks == len(versions[digest].ids)
 
     def run(
         self,
@@ -136,7 +146,7 @@ class Indexer:
         bar.close()
         for source in gone:
             if not dry_run:
-                ids = [i for ids in manifest[source].values() for i in ids]
+                ids = [i for version in manifest[source].values() for i in version.ids]
                 self.collection.delete(ids=ids)
             report.removed += 1
         for item in report.skipped:
@@ -151,7 +161,7 @@ class Indexer:
             raise LoadError("no text to index")
         return chunks
 
-    def _replace(self, source: str, chunks: list[Chunk], old: dict[str, list[str]]) -> None:
+    def _replace(self, source: str, chunks: list[Chunk], old: dict[str, _Stored]) -> None:
         """Write the new version first, then delete every other stored version."""
         for start in range(0, len(chunks), 256):
             batch = chunks[start : start + 256]
@@ -163,6 +173,6 @@ class Indexer:
                 metadatas=[{**c.metadata(), "n_chunks": len(chunks)} for c in batch],
             )
         keep = {c.id for c in chunks}
-        stale = [i for ids in old.values() for i in ids if i not in keep]
+        stale = [i for version in old.values() for i in version.ids if i not in keep]
         if stale:
             self.collection.delete(ids=stale)

@@ -63,12 +63,13 @@ class Retriever:
 
     def search(self, query: str, k: int = 4, collection: str | None = None) -> list[Hit]:
         coll = self._collection(collection or self.default_collection)
-        if not query.strip() or coll.count() == 0:
+        size = coll.count() if query.strip() else 0
+        if size == 0:
             return []
         vector = self.embedder.embed([query])[0]
         found = coll.query(
             query_embeddings=[vector],
-            n_results=min(k, coll.count()),
+            n_results=min(k, size),
             include=["documents", "metadatas", "distances"],
         )
         hits = []
