@@ -17,6 +17,7 @@ from assistant.embedding_service import EmbeddingService
 from assistant.errors import APIError
 from assistant.grounder import Grounder
 from assistant.grounding import Index, PromptBuilder
+from assistant.index_service import IndexService
 from assistant.metrics import Metrics, RequestMetrics
 from assistant.settings import Settings
 from assistant.upstream import Upstream
@@ -32,13 +33,15 @@ def create_app(
     index: Index | None = None,
     embedder: Embedder | None = None,
     engine_restarts: Callable[[], float] | None = None,
+    index_service: IndexService | None = None,
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """Wire the gateway.
 
     ``upstream`` is the engine (real vLLM or a test fake); ``index`` the docs search
     (``retrieval.retriever.Retriever`` or a fake); without one, answers are not grounded.
-    ``embedder`` serves ``/v1/embeddings``; ``engine_restarts`` feeds ``/metrics``.
+    ``embedder`` serves ``/v1/embeddings``; ``engine_restarts`` feeds ``/metrics``;
+    ``index_service`` backs the admin routes (reindex jobs, index overview).
     ``on_shutdown`` runs when the server stops (uvicorn re-raises SIGTERM after its own
     shutdown, so code after ``uvicorn.run`` is not a safe place for cleanup).
     """
@@ -57,6 +60,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.upstream = upstream
+    app.state.index_service = index_service
     app.state.keys = KeyChecker(settings.api_keys, settings.admin_key)
     metrics = app.state.metrics = Metrics(engine_restarts)
     app.state.embeddings = (
@@ -73,9 +77,10 @@ def create_app(
     )
     app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics)
 
-    from assistant.routes import health, openai
+    from assistant.routes import admin, health, openai
 
     app.include_router(openai.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
 
     app.add_middleware(RequestMetrics, metrics=metrics)

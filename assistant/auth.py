@@ -30,8 +30,13 @@ class KeyChecker:
             raise APIError(401, "invalid API key", code="invalid_api_key")
 
     def check_admin(self, header: str | None) -> None:
+        """Admin routes are off until an admin key is set: they change the index."""
         if not self.admin_key:
-            return
+            raise APIError(
+                403,
+                "admin routes are off on this server: set ASSISTANT_ADMIN_KEY to use them",
+                code="admin_disabled",
+            )
         key = self._bearer(header)
         if key is None or not hmac.compare_digest(key, self.admin_key):
             raise APIError(401, "this route needs the admin key", code="invalid_admin_key")

@@ -99,45 +99,133 @@ def index(
     store: Path | None = typer.Option(None, help="Chroma folder [HOME/index]."),
     collection: str | None = typer.Option(None, help="Collection name [docs]."),
     chroma_url: str | None = typer.Option(None, help="Chroma server URL instead of a folder."),
-    full: bool = typer.Option(False, "--full", help="Drop the collection and rebuild it."),
+    full: bool = typer.Option(False, "--full", help="Re-embed every file, changed or not."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Index documents (Markdown, text, HTML, PDF) incrementally into the vector store.
+    """Index documents (Markdown, text, HTML, PDF, DOCX) incrementally into the vector store.
 
     The collection mirrors the given folders: new files are added, changed ones
-    re-embedded, deleted ones removed, and unchanged ones left alone.
+    re-embedded, deleted ones removed, and unchanged ones left alone. A run that is
+    killed leaves every document at its old or new version; run it again to finish.
+    Files that cannot be read are skipped with a reason and counted.
+
+    While `assistant serve` runs on the same local store, reindex through the server
+    (POST /v1/admin/reindex) instead: this command refuses to write under it.
     """
     settings = _settings(config, store_dir=store, collection=collection, chroma_url=chroma_url)
-    from retrieval.store import build_indexer
+    from contextlib import nullcontext
 
-    indexer = build_indexer(
-        store_dir=settings.index_dir,
-        chroma_url=settings.chroma_url,
-        collection=settings.collection,
-        embedding_model=settings.embedding_model,
-        chunk_tokens=settings.chunk_tokens,
-        chunk_overlap_tokens=settings.chunk_overlap_tokens,
-        batch_size=settings.embed_batch_size,
-        full=full and not dry_run,
-    )
+    from assistant.index_service import index_into
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.store import StoreLock, check_name, open_client
+
+    check_name(settings.collection)
     roots = list(paths) if paths else [settings.docs_dir]
-    report = indexer.run(
-        roots, dry_run=dry_run, progress=not as_json, log=lambda line: typer.echo(line, err=True)
-    )
+    for root in roots:
+        if not root.exists():
+            raise UserError(f"'{root}' does not exist")
+    locked = settings.chroma_url or dry_run
+    with nullcontext() if locked else StoreLock(settings.index_dir, "assistant index"):
+        client = open_client(settings.index_dir, settings.chroma_url)
+        embedder = SentenceTransformerEmbedder(
+            settings.embedding_model, batch_size=settings.embed_batch_size
+        )
+        report = index_into(
+            settings,
+            client,
+            embedder,
+            roots,
+            full=full,
+            dry_run=dry_run,
+            progress=not as_json,
+            log=lambda line: typer.echo(line, err=True),
+        )
     _emit(report.counts(), as_json)
+
+
+MODES_HELP = "hybrid (dense + BM25, fused), dense or keyword [the retrieval_mode setting]."
 
 
 @app.command("eval-retrieval")
 def eval_retrieval(
     docs: Path = typer.Option(..., help="Docs folder to index and search."),
     questions: Path = typer.Option(..., help='JSONL: {"question": ..., "gold": [file names]}.'),
-    k: int = typer.Option(5, help="Passages retrieved per question."),
+    k: int = typer.Option(5, min=1, max=100, help="Passages retrieved per question."),
+    mode: str | None = typer.Option(None, help=MODES_HELP),
+    compare: bool = typer.Option(
+        False, "--compare", help="Score dense, keyword and hybrid side by side."
+    ),
+    store: Path | None = typer.Option(
+        None,
+        help="Chroma folder to index into and keep (reindexed incrementally); "
+        "default: a temporary folder.",
+    ),
     as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
-    """Measure retrieval: recall@1, recall@5 and MRR on questions with known gold files."""
-    _not_yet("eval-retrieval", 4)
+    """Measure retrieval: recall@1, recall@5 and MRR on questions with known gold files.
+
+    Indexes --docs (incrementally when --store is given), then asks every question. A
+    hit counts when its file name is one of the question's gold names.
+    """
+    import tempfile
+
+    settings = _settings(config, retrieval_mode=mode)
+    from assistant.index_service import index_into, make_retriever
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.evaluation import evaluate, load_questions
+    from retrieval.retriever import MODES
+    from retrieval.store import open_client
+
+    if not docs.is_dir():
+        raise UserError(f"--docs '{docs}' is not a folder")
+    asked = load_questions(questions)
+    with tempfile.TemporaryDirectory(prefix="eval-retrieval-") as tmp:
+        client = open_client(store or Path(tmp), None)
+        embedder = SentenceTransformerEmbedder(
+            settings.embedding_model, batch_size=settings.embed_batch_size
+        )
+        report = index_into(
+            settings,
+            client,
+            embedder,
+            [docs],
+            collection="eval",
+            progress=not as_json,
+            log=lambda line: typer.echo(line, err=True),
+        )
+        typer.echo(f"indexed {report.chunks} chunks from {docs}", err=True)
+        retriever = make_retriever(settings, client, embedder)
+        modes = list(MODES) if compare else [settings.retrieval_mode]
+        results = {
+            m: evaluate(lambda q, n, m=m: retriever.search(q, n, "eval", mode=m), asked, k)
+            for m in modes
+        }
+    main_mode = settings.retrieval_mode
+    summary = {key: v for key, v in results[main_mode].items() if key != "missed"}
+    summary["mode"] = main_mode
+    if compare:
+        summary["modes"] = {
+            m: {key: r[key] for key in ("recall@1", "recall@5", "mrr", "query_ms_p50")}
+            for m, r in results.items()
+        }
+    if as_json:
+        print(json.dumps(summary))
+        return
+    typer.echo(f"{len(asked)} questions, top {k} passages, {report.chunks} chunks")
+    typer.echo(f"{'mode':<9}{'recall@1':>10}{'recall@5':>10}{'MRR':>8}{'ms/query':>10}")
+    for m, r in results.items():
+        typer.echo(
+            f"{m:<9}{r['recall@1']:>10.3f}{r['recall@5']:>10.3f}{r['mrr']:>8.3f}"
+            f"{r['query_ms_p50']:>10.1f}"
+        )
+    missed = results[main_mode]["missed"]
+    if missed:
+        typer.echo(f"\nnot found in the top {k} ({main_mode}):")
+        for text in missed:
+            typer.echo(f"  - {text}")
 
 
 @app.command()

@@ -17,6 +17,14 @@ def run_server(settings: Settings, *, log=print) -> None:
             f"'assistant demo-model --output {settings.demo_model_dir}' or pass --model"
         )
 
+    from retrieval.store import StoreLock, open_client
+
+    # Before vLLM starts, so a store in use fails in a second, not after a minute.
+    lock = None if settings.chroma_url else StoreLock(settings.index_dir, "assistant serve")
+    if lock is not None:
+        lock.acquire()
+    client = open_client(settings.index_dir, settings.chroma_url)
+
     import uvicorn
 
     from assistant.app import create_app
@@ -38,18 +46,25 @@ def run_server(settings: Settings, *, log=print) -> None:
         upstream = HttpUpstream(
             [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
         )
+    from assistant.index_service import IndexService
+    from assistant.jobs import JobRunner, JobStore
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(
         settings.embedding_model, batch_size=settings.embed_batch_size
     )
+    runner = JobRunner(JobStore(settings.home / "jobs.sqlite"))
+    stops = [runner.shutdown, *([engine.stop] if engine is not None else [])]
+    if lock is not None:
+        stops.append(lock.release)
     app = create_app(
         settings,
         upstream=upstream,
-        index=_open_index(settings, embedder, log),
+        index=_open_index(settings, client, embedder, log),
         embedder=embedder,
         engine_restarts=(lambda: engine.restarts) if engine is not None else None,
-        on_shutdown=[engine.stop] if engine is not None else [],
+        index_service=IndexService(settings, client, embedder, runner),
+        on_shutdown=stops,
     )
     base = f"http://{settings.host}:{settings.port}"
     _mount_page(app, settings)
@@ -104,18 +119,16 @@ def _first_remote_model(url: str) -> str | None:
         return None
 
 
-def _open_index(settings: Settings, embedder, log):
+def _open_index(settings: Settings, client, embedder, log):
     """The docs retriever over the configured Chroma; answers stay ungrounded without it."""
     if not settings.retrieval_enabled:
         return None
-    from retrieval.retriever import Retriever
-    from retrieval.store import open_client
+    from assistant.index_service import make_retriever
 
-    client = open_client(settings.index_dir, settings.chroma_url)
     names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
     if settings.collection not in names:
         log(
             f"note: no '{settings.collection}' collection in {settings.index_dir} yet; answers "
             f"are not grounded until you run 'assistant index'"
         )
-    return Retriever(client, embedder, settings.collection)
+    return make_retriever(settings, client, embedder, background_refresh=True)

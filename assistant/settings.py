@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     )
     chunk_overlap_tokens: int = Field(30, ge=0, description="Overlap between adjacent chunks.")
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
+    index_batch_chunks: int = Field(
+        256,
+        ge=1,
+        description="Chunks embedded and written together while indexing; the files they "
+        "complete go live after each batch, so a killed run redoes at most one batch.",
+    )
     retrieval_enabled: bool = Field(
         True,
         description="Ground chat answers in the docs unless a request sends "
@@ -149,6 +155,19 @@ class Settings(BaseSettings):
     )
     retrieval_max_chars: int = Field(
         3000, ge=200, description="Most characters of passages put into one prompt."
+    )
+    retrieval_mode: Literal["hybrid", "dense", "keyword"] = Field(
+        "hybrid",
+        description="hybrid: embedding search and BM25 keyword ranking fused by reciprocal "
+        "rank; dense: embeddings only; keyword: BM25 only.",
+    )
+    retrieval_candidates: int = Field(
+        20, ge=1, le=500, description="Candidates each ranking contributes before fusion."
+    )
+    reranker_model: str | None = Field(
+        None,
+        description="sentence-transformers CrossEncoder (model id or folder) that reorders the "
+        "fused candidates, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2. Off when unset.",
     )
     company_name: str = Field(
         "the company", description="How the assistant names the company in its prompt."

@@ -32,6 +32,9 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, name: str, batch_size: int = 64, device: str | None = None) -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" on every start is noise
 
         self.name = name
         self.batch_size = batch_size

@@ -1,15 +1,17 @@
-"""Incremental indexing of a docs folder into a Chroma collection.
+"""Incremental, crash-safe indexing of a docs folder into a Chroma collection.
 
-The collection mirrors the folders given. Each chunk carries its file's ``source`` and
-``content_hash`` and the file's chunk count, so the manifest (source -> hash -> chunk ids)
-is read back from Chroma itself: there is no second file that could disagree with it.
-A changed file's new chunks are written before its old ones are deleted, so a run killed
-half-way leaves the old version whole; the next run finishes the job.
+The collection mirrors the folders given: new files are added, changed ones re-embedded,
+deleted ones removed, unchanged ones left alone. Chunks are embedded in batches across
+files (small files do not make small batches), written, and only then made live by the
+manifest (``retrieval.manifest``); the old version's chunks are deleted after that. A run
+killed at any point leaves every document at its old or new version, and the next run
+deletes the leftovers, reusing chunks that were already written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -19,8 +21,10 @@ from retrieval.chunking import Chunk, Chunker
 from retrieval.embeddings import Embedder
 from retrieval.errors import RetrievalError
 from retrieval.loaders import SUFFIXES, LoadError, load
+from retrieval.manifest import Manifest, get_all
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
+FLUSH_CHUNKS = 256  # chunks embedded and written together
 
 
 @dataclass
@@ -29,23 +33,26 @@ class IndexReport:
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
-    chunks: int = 0  # chunks in the collection after the run
+    chunks: int = 0  # live chunks in the collection after the run
     embedded: int = 0  # chunks embedded by this run
     skipped: list[dict] = field(default_factory=list)  # {"source", "reason"}
     dry_run: bool = False
+    seconds: float = 0.0
 
     def counts(self) -> dict:
         data = asdict(self)
         data["skipped"] = len(self.skipped)
+        data["seconds"] = round(self.seconds, 2)
         return data
 
 
 @dataclass
-class _Stored:
-    """One stored version of a file: the chunk count it was written with, and its chunk ids."""
+class Progress:
+    """Where a run is: files done of total, chunks embedded so far."""
 
-    n_chunks: int | None
-    ids: list[str] = field(default_factory=list)
+    files_done: int = 0
+    files_total: int = 0
+    chunks: int = 0
 
 
 @dataclass
@@ -82,76 +89,102 @@ def scan(roots: Iterable[Path], report: IndexReport) -> dict[str, _File]:
 
 
 class Indexer:
-    def __init__(self, collection, embedder: Embedder, chunker: Chunker) -> None:
+    def __init__(
+        self,
+        collection,
+        manifest: Manifest,
+        embedder: Embedder,
+        chunker: Chunker,
+        *,
+        flush_chunks: int = FLUSH_CHUNKS,
+        max_batch: int = 5000,
+    ) -> None:
         self.collection = collection
+        self.manifest = manifest
         self.embedder = embedder
         self.chunker = chunker
+        self.flush_chunks = flush_chunks
+        self.max_batch = max_batch  # Chroma's limit on records per call
 
-    def manifest(self) -> dict[str, dict[str, _Stored]]:
-        """source -> content_hash -> its stored chunks, read in one pass over the collection."""
-        stored = self.collection.get(include=["metadatas"])
-        manifest: dict[str, dict[str, _Stored]] = defaultdict(dict)
-        for chunk_id, meta in zip(stored["ids"], stored["metadatas"], strict=True):
-            version = manifest[meta["source"]].setdefault(
-                meta["content_hash"], _Stored(meta.get("n_chunks"))
-            )
-            version.ids.append(chunk_id)
-        return manifest
-
-    @staticmethod
-    def _complete(versions: dict[str, _Stored], digest: str) -> bool:
-        """The stored version ``digest`` is whole and alone (no half or stale copies)."""
-        if set(versions) != {digest}:
-            return False
-        return versions[digest].n_chunks == len(versions[digest].ids)
+    def stored(self) -> dict[str, dict[str, list[str]]]:
+        """source -> content hash -> ids of its chunks in the collection, live or not."""
+        found = get_all(self.collection, include=["metadatas"])
+        stored: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for chunk_id, meta in zip(found["ids"], found["metadatas"], strict=True):
+            stored[meta["source"]][meta["content_hash"]].append(chunk_id)
+        return stored
 
     def run(
         self,
         roots: list[Path],
         *,
+        full: bool = False,
         dry_run: bool = False,
         progress: bool = True,
         log: Callable[[str], None] = print,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> IndexReport:
+        """Bring the collection in line with ``roots``; ``full`` re-embeds every file."""
+        started = time.perf_counter()
         report = IndexReport(dry_run=dry_run)
         files = scan(roots, report)
-        manifest = self.manifest()
-        todo: list[tuple[_File, bool]] = []  # (file, existed before)
+        live = self.manifest.all()
+        stored = self.stored()
+        todo: list[tuple[_File, bool]] = []  # (file, live before this run)
         for source, file in files.items():
-            if source in manifest and self._complete(manifest[source], file.digest):
+            entry = live.get(source)
+            whole = (
+                entry is not None
+                and entry.content_hash == file.digest
+                and len(stored.get(source, {}).get(file.digest, [])) == entry.n_chunks
+            )
+            if whole and not full:
                 report.unchanged += 1
             else:
-                todo.append((file, source in manifest))
-        gone = [source for source in manifest if source not in files]
+                todo.append((file, entry is not None))
+        gone = sorted(source for source in live if source not in files)
 
         from tqdm import tqdm
 
+        state = Progress(files_total=len(todo))
         bar = tqdm(total=len(todo), desc="indexing", unit="file", disable=not progress or not todo)
+        notify = on_progress or (lambda p: None)
+        notify(state)
+        batch = _Batch()
         for file, existed in todo:
-            bar.set_postfix_str(file.source[-40:])
             try:
                 chunks = self._chunks(file)
             except LoadError as exc:
                 report.skipped.append({"source": file.source, "reason": str(exc)})
+                state.files_done += 1
                 bar.update(1)
                 continue
-            if not dry_run:
-                self._replace(file.source, chunks, manifest.get(file.source, {}))
-                report.embedded += len(chunks)
-            if existed:
-                report.updated += 1
-            else:
-                report.added += 1
-            bar.update(1)
+            if dry_run:
+                report.updated += existed
+                report.added += not existed
+                state.files_done += 1
+                bar.update(1)
+                continue
+            # Chunks a killed run already wrote are reused, except when --full re-embeds.
+            written = set() if full else set(stored.get(file.source, {}).get(file.digest, []))
+            batch.add(file, existed, chunks, written)
+            if len(batch.pending) >= self.flush_chunks:
+                self._flush(batch, stored, report, state, bar)
+                notify(state)
+        if batch.files:
+            self._flush(batch, stored, report, state, bar)
         bar.close()
-        for source in gone:
-            if not dry_run:
-                ids = [i for version in manifest[source].values() for i in version.ids]
-                self.collection.delete(ids=ids)
-            report.removed += 1
+        if not dry_run:
+            self.manifest.remove(gone)
+            self._delete_leftovers(stored)
+        report.removed = len(gone)
         for item in report.skipped:
             log(f"skipped {item['source']}: {item['reason']}")
-        report.chunks = self.collection.count()
+        if not dry_run:
+            self.manifest.bump()
+        report.chunks = sum(entry.n_chunks for entry in self.manifest.all().values())
+        report.seconds = time.perf_counter() - started
+        notify(state)
         return report
 
     def _chunks(self, file: _File) -> list[Chunk]:
@@ -161,18 +194,62 @@ class Indexer:
             raise LoadError("no text to index")
         return chunks
 
-    def _replace(self, source: str, chunks: list[Chunk], old: dict[str, _Stored]) -> None:
-        """Write the new version first, then delete every other stored version."""
-        for start in range(0, len(chunks), 256):
-            batch = chunks[start : start + 256]
-            vectors = self.embedder.embed([c.text for c in batch])
+    def _flush(self, batch: _Batch, stored, report, state: Progress, bar) -> None:
+        """Embed and write the batch's chunks, then make its files live, then drop old chunks."""
+        pending = batch.pending
+        for start in range(0, len(pending), self.max_batch):
+            part = pending[start : start + self.max_batch]
+            vectors = self.embedder.embed([c.text for c in part])
             self.collection.upsert(
-                ids=[c.id for c in batch],
-                documents=[c.text for c in batch],
+                ids=[c.id for c in part],
+                documents=[c.text for c in part],
                 embeddings=vectors,
-                metadatas=[{**c.metadata(), "n_chunks": len(chunks)} for c in batch],
+                metadatas=[c.metadata() for c in part],
             )
-        keep = {c.id for c in chunks}
-        stale = [i for version in old.values() for i in version.ids if i not in keep]
-        if stale:
-            self.collection.delete(ids=stale)
+        self.manifest.commit([(f.source, f.digest, len(ids)) for f, _, ids in batch.files])
+        stale: list[str] = []
+        for file, existed, ids in batch.files:
+            versions = stored.get(file.source, {})
+            stale += [i for digest, old in versions.items() if digest != file.digest for i in old]
+            stored[file.source] = {file.digest: ids}
+            report.updated += existed
+            report.added += not existed
+        self._delete(stale)
+        report.embedded += len(pending)
+        state.chunks += len(pending)
+        state.files_done += len(batch.files)
+        bar.update(len(batch.files))
+        bar.set_postfix(chunks=state.chunks, refresh=False)
+        batch.clear()
+
+    def _delete_leftovers(self, stored) -> None:
+        """Chunks that no live version owns: a killed run's writes, or files gone before."""
+        committed = {s: e.content_hash for s, e in self.manifest.all().items()}
+        stale = [
+            chunk_id
+            for source, versions in stored.items()
+            for digest, ids in versions.items()
+            if committed.get(source) != digest
+            for chunk_id in ids
+        ]
+        self._delete(stale)
+
+    def _delete(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), self.max_batch):
+            self.collection.delete(ids=ids[start : start + self.max_batch])
+
+
+class _Batch:
+    """Chunks waiting to be embedded, and the files they complete."""
+
+    def __init__(self) -> None:
+        self.pending: list[Chunk] = []
+        self.files: list[tuple[_File, bool, list[str]]] = []  # (file, existed, chunk ids)
+
+    def add(self, file: _File, existed: bool, chunks: list[Chunk], written: set[str]) -> None:
+        self.pending += [c for c in chunks if c.id not in written]
+        self.files.append((file, existed, [c.id for c in chunks]))
+
+    def clear(self) -> None:
+        self.pending = []
+        self.files = []

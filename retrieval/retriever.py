@@ -1,15 +1,29 @@
 """Search the indexed docs: passages with score, source, title, section and page for citing.
 
-Dense search over Chroma with the collection's own embedding model. Hybrid keyword fusion
-and reranking come with the retrieval issue and plug in behind the same ``search``.
+Three modes: ``dense`` (embedding similarity in Chroma), ``keyword`` (BM25 over the same
+chunks) and ``hybrid`` (both, fused by reciprocal rank), optionally reranked by a
+cross-encoder. Only live chunks are returned (see ``retrieval.manifest``), so a reindex in
+progress or one that was killed never shows two versions of a document. Every hit's
+``score`` is the cosine similarity of its chunk to the query, whatever ranked it, so one
+abstain threshold works in every mode.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
 
 from retrieval.embeddings import Embedder
 from retrieval.errors import RetrievalError
+from retrieval.keyword import BM25
+from retrieval.manifest import SUFFIX, Manifest, get_all
+
+MODES = ("dense", "keyword", "hybrid")
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
+SLACK = 10  # extra dense results fetched in case some are not live
 
 
 @dataclass
@@ -19,7 +33,7 @@ class Hit:
     title: str
     section: str
     page: int | None
-    score: float  # cosine similarity, 1 is identical
+    score: float  # cosine similarity of the chunk to the query, 1 is identical
     text: str
 
     @property
@@ -36,56 +50,203 @@ class Hit:
         return data
 
 
-class Retriever:
-    """Top-k passages of a collection for a query."""
+class Reranker(Protocol):
+    def score(self, query: str, texts: list[str]) -> list[float]: ...
 
-    def __init__(self, client, embedder: Embedder, default_collection: str = "docs") -> None:
+
+def rrf(rankings: list[list[str]], k: int = RRF_K) -> list[str]:
+    """Reciprocal rank fusion: each list adds 1/(k + rank) to an id's score."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda item: -scores[item])
+
+
+@dataclass
+class _Chunk:
+    text: str
+    meta: dict
+    cosine: float
+
+
+class _KeywordIndex:
+    """BM25 over a collection's live chunks; rebuilt when the index changes.
+
+    With ``background=True`` (the server) a stale index keeps answering while a fresh one
+    is built in a thread; its hits are checked for liveness like any other.
+    """
+
+    def __init__(self, chunks, manifest: Manifest, background: bool) -> None:
+        self.chunks = chunks
+        self.manifest = manifest
+        self.background = background
+        self.bm25: BM25 | None = None
+        self.ids: list[str] = []
+        self.signature: tuple | None = None
+        self._lock = threading.Lock()
+        self._building = False
+
+    def current(self) -> tuple[BM25, list[str]]:
+        signature = (self.chunks.count(), self.manifest.revision())
+        if signature != self.signature:
+            if self.bm25 is None or not self.background:
+                self._build(signature)
+            elif not self._building:
+                self._building = True
+                threading.Thread(target=self._build, args=(signature,), daemon=True).start()
+        return self.bm25, self.ids  # type: ignore[return-value]
+
+    def _build(self, signature: tuple) -> None:
+        try:
+            with self._lock:
+                if signature == self.signature:
+                    return
+                live = {s: e.content_hash for s, e in self.manifest.all().items()}
+                found = get_all(self.chunks, include=["documents", "metadatas"])
+                ids, texts = [], []
+                for chunk_id, text, meta in zip(
+                    found["ids"], found["documents"], found["metadatas"], strict=True
+                ):
+                    if live.get(meta["source"]) == meta["content_hash"]:
+                        ids.append(chunk_id)
+                        texts.append(text)
+                self.bm25, self.ids, self.signature = BM25(texts), ids, signature
+        finally:
+            self._building = False
+
+
+class _View:
+    """One collection as the retriever sees it: chunks, manifest and keyword index."""
+
+    def __init__(self, client, name: str, background: bool) -> None:
+        try:
+            self.chunks = client.get_collection(name)
+            client.get_collection(name + SUFFIX)
+        except Exception:  # chromadb raises NotFoundError or ValueError by version
+            raise RetrievalError(f"collection '{name}' does not exist; index it first") from None
+        self.manifest = Manifest(client, name)
+        self.keyword = _KeywordIndex(self.chunks, self.manifest, background)
+
+
+class Retriever:
+    """Top-k live passages of a collection for a query."""
+
+    def __init__(
+        self,
+        client,
+        embedder: Embedder,
+        default_collection: str = "docs",
+        *,
+        mode: str = "hybrid",
+        candidates: int = 20,
+        reranker: Reranker | None = None,
+        background_refresh: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise RetrievalError(f"retrieval mode must be one of {', '.join(MODES)}, not '{mode}'")
         self.client = client
         self.embedder = embedder
         self.default_collection = default_collection
-        self._collections: dict[str, object] = {}
+        self.mode = mode
+        self.candidates = candidates
+        self.reranker = reranker
+        self.background_refresh = background_refresh
+        self._views: dict[str, _View] = {}
+        self._lock = threading.Lock()
 
-    def _collection(self, name: str):
-        if name not in self._collections:
-            try:
-                collection = self.client.get_collection(name)
-            except Exception:  # chromadb raises NotFoundError or ValueError by version
-                raise RetrievalError(
-                    f"collection '{name}' does not exist; index it first"
-                ) from None
-            stored = (collection.metadata or {}).get("embedding_model")
-            if stored and stored != self.embedder.name:
-                raise RetrievalError(
-                    f"collection '{name}' was built with '{stored}', not '{self.embedder.name}'"
-                )
-            self._collections[name] = collection
-        return self._collections[name]
+    def _view(self, name: str) -> _View:
+        with self._lock:
+            if name not in self._views:
+                view = _View(self.client, name, self.background_refresh)
+                stored = (view.chunks.metadata or {}).get("embedding_model")
+                if stored and stored != self.embedder.name:
+                    raise RetrievalError(
+                        f"collection '{name}' was built with '{stored}', not '{self.embedder.name}'"
+                    )
+                self._views[name] = view
+            return self._views[name]
 
-    def search(self, query: str, k: int = 4, collection: str | None = None) -> list[Hit]:
-        coll = self._collection(collection or self.default_collection)
-        size = coll.count() if query.strip() else 0
-        if size == 0:
+    def search(
+        self, query: str, k: int = 4, collection: str | None = None, mode: str | None = None
+    ) -> list[Hit]:
+        name = collection or self.default_collection
+        try:
+            return self._search(self._view(name), query, k, mode or self.mode)
+        except RetrievalError:
+            raise
+        except Exception:
+            # The collection may have been dropped and rebuilt (``index --full``): reopen once.
+            with self._lock:
+                self._views.pop(name, None)
+            return self._search(self._view(name), query, k, mode or self.mode)
+
+    def _search(self, view: _View, query: str, k: int, mode: str) -> list[Hit]:
+        if mode not in MODES:
+            raise RetrievalError(f"retrieval mode must be one of {', '.join(MODES)}, not '{mode}'")
+        size = view.chunks.count() if query.strip() else 0
+        if size == 0 or k <= 0:
             return []
-        vector = self.embedder.embed([query])[0]
-        found = coll.query(
-            query_embeddings=[vector],
-            n_results=min(k, size),
-            include=["documents", "metadatas", "distances"],
-        )
-        hits = []
-        for rank, (text, meta, distance) in enumerate(
-            zip(found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True),
-            start=1,
-        ):
-            hits.append(
-                Hit(
-                    rank=rank,
-                    source=meta["source"],
-                    title=meta.get("title", meta["source"]),
-                    section=meta.get("section", ""),
-                    page=meta.get("page"),
-                    score=1.0 - float(distance),
-                    text=text,
-                )
+        n = max(k, self.candidates)
+        vector = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
+        found: dict[str, _Chunk] = {}
+        dense: list[str] = []
+        keyword: list[str] = []
+        if mode in {"dense", "hybrid"}:
+            result = view.chunks.query(
+                query_embeddings=[vector.tolist()],
+                n_results=min(n + SLACK, size),
+                include=["documents", "metadatas", "distances"],
             )
-        return hits
+            for chunk_id, text, meta, distance in zip(
+                result["ids"][0],
+                result["documents"][0],
+                result["metadatas"][0],
+                result["distances"][0],
+                strict=True,
+            ):
+                found[chunk_id] = _Chunk(text, meta, 1.0 - float(distance))
+                dense.append(chunk_id)
+        if mode in {"keyword", "hybrid"}:
+            bm25, ids = view.keyword.current()
+            keyword = [ids[row] for row, _ in bm25.top(query, n)]
+            self._fetch(view, [i for i in keyword if i not in found], vector, found)
+        live = view.manifest.live({c.meta["source"] for c in found.values()})
+
+        def alive(chunk_id: str) -> bool:
+            chunk = found.get(chunk_id)
+            if chunk is None:
+                return False
+            return live.get(chunk.meta["source"]) == chunk.meta["content_hash"]
+
+        dense = [i for i in dense if alive(i)][:n]
+        keyword = [i for i in keyword if alive(i)][:n]
+        order = {"dense": dense, "keyword": keyword}.get(mode) or rrf([dense, keyword])
+        if self.reranker is not None and order:
+            scores = self.reranker.score(query, [found[i].text for i in order])
+            order = [i for _, i in sorted(zip(scores, order, strict=True), key=lambda p: -p[0])]
+        return [_hit(rank, found[i]) for rank, i in enumerate(order[:k], start=1)]
+
+    @staticmethod
+    def _fetch(view: _View, ids: list[str], vector: np.ndarray, found: dict) -> None:
+        if not ids:
+            return
+        got = view.chunks.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+        for chunk_id, text, meta, embedding in zip(
+            got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+        ):
+            cosine = float(np.dot(np.asarray(embedding, dtype=np.float32), vector))
+            found[chunk_id] = _Chunk(text, meta, cosine)
+
+
+def _hit(rank: int, chunk: _Chunk) -> Hit:
+    meta = chunk.meta
+    return Hit(
+        rank=rank,
+        source=meta["source"],
+        title=meta.get("title", meta["source"]),
+        section=meta.get("section", ""),
+        page=meta.get("page"),
+        score=chunk.cosine,
+        text=chunk.text,
+    )

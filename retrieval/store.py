@@ -33,10 +33,24 @@ def open_client(store_dir: Path | None = None, chroma_url: str | None = None):
     return chromadb.PersistentClient(path=str(store_dir), settings=chroma_settings)
 
 
+def check_name(name: str) -> str:
+    """A collection name Chroma accepts and that is not one of the manifests."""
+    import re
+
+    from retrieval.manifest import is_manifest
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]", name) or is_manifest(name):
+        raise RetrievalError(
+            f"'{name}' is not a valid collection name: use 3-512 letters, digits, '.', '_' or "
+            "'-', starting and ending with a letter or digit (and not ending in '.manifest')"
+        )
+    return name
+
+
 def get_collection(client, name: str, embedding_model: str):
     """The collection, created with cosine distance; it remembers its embedding model."""
     collection = client.get_or_create_collection(
-        name,
+        check_name(name),
         metadata={"hnsw:space": "cosine", "embedding_model": embedding_model},
         embedding_function=None,
     )
@@ -49,27 +63,118 @@ def get_collection(client, name: str, embedding_model: str):
     return collection
 
 
-def build_indexer(
-    *,
-    store_dir: Path | None,
-    chroma_url: str | None,
-    collection: str,
-    embedding_model: str,
-    chunk_tokens: int,
-    chunk_overlap_tokens: int,
-    batch_size: int,
-    full: bool = False,
-):
-    from retrieval.chunking import Chunker
-    from retrieval.embeddings import SentenceTransformerEmbedder
-    from retrieval.indexer import Indexer
+def drop_collection(client, name: str) -> None:
+    """Delete a collection and its manifest; absent ones are fine."""
+    from retrieval.manifest import SUFFIX
 
-    client = open_client(store_dir, chroma_url)
-    if full:
+    for each in (name, name + SUFFIX):
         # An absent collection raises (its type differs across Chroma versions): nothing to drop.
         with contextlib.suppress(Exception):
-            client.delete_collection(collection)
-    embedder = SentenceTransformerEmbedder(embedding_model, batch_size=batch_size)
+            client.delete_collection(each)
+
+
+def stored_model(client, name: str) -> str | None:
+    try:
+        return (client.get_collection(name).metadata or {}).get("embedding_model")
+    except Exception:  # absent
+        return None
+
+
+def describe(client) -> list[dict]:
+    """Every docs collection: name, documents, live chunks, embedding model, last reindex."""
+    from retrieval.manifest import Manifest, is_manifest
+
+    out = []
+    names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
+    for name in names:
+        if is_manifest(name):
+            continue
+        manifest = Manifest(client, name)
+        entries = manifest.all()
+        out.append(
+            {
+                "name": name,
+                "documents": len(entries),
+                "chunks": sum(e.n_chunks for e in entries.values()),
+                "embedding_model": stored_model(client, name),
+                "last_reindex": manifest.updated_at(),
+            }
+        )
+    return out
+
+
+def build_indexer(
+    *,
+    client,
+    collection: str,
+    embedder,
+    chunk_tokens: int,
+    chunk_overlap_tokens: int,
+    full: bool = False,
+    flush_chunks: int = 256,
+):
+    """An Indexer for ``collection``. ``full`` drops it first only when its embedding model
+    differs (vectors of two models cannot share a collection); otherwise a full run
+    re-embeds in place, so queries keep working while it runs."""
+    from retrieval.chunking import Chunker
+    from retrieval.indexer import Indexer
+    from retrieval.manifest import Manifest
+
+    check_name(collection)
+    if full and stored_model(client, collection) not in {None, embedder.name}:
+        drop_collection(client, collection)
     chunk_tokens = min(chunk_tokens, embedder.max_tokens)
     chunker = Chunker(embedder.count_tokens, chunk_tokens, chunk_overlap_tokens)
-    return Indexer(get_collection(client, collection, embedding_model), embedder, chunker)
+    chunks = get_collection(client, collection, embedder.name)
+    return Indexer(
+        chunks, Manifest(client, collection), embedder, chunker, flush_chunks=flush_chunks
+    )
+
+
+class StoreLock:
+    """One process at a time writes a local store: Chroma's PersistentClient is not safe
+    across processes (a second process's writes stay invisible to the first's searches).
+
+    ``assistant serve`` holds the lock while it runs and reindexes in-process
+    (``POST /v1/admin/reindex``); ``assistant index`` takes it for its run.
+    """
+
+    def __init__(self, store_dir: Path, what: str) -> None:
+        self.path = Path(store_dir) / ".assistant.lock"
+        self.what = what
+        self._file = None
+
+    def acquire(self) -> StoreLock:
+        import fcntl
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RetrievalError(
+                f"the store '{self.path.parent}' is in use by {holder}; while a server runs on "
+                "it, reindex through it (POST /v1/admin/reindex or the page's admin tab), or "
+                "stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{self.what} (pid {os.getpid()})")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> StoreLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

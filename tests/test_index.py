@@ -64,7 +64,8 @@ def test_incremental_add_change_delete_rename(docs, tmp_path):
     assert changed["unchanged"] == 0
 
     rebuilt, _ = index(docs, store, "--full")
-    assert rebuilt["added"] == 2 and rebuilt["chunks"] == changed["chunks"]
+    assert (rebuilt["updated"], rebuilt["added"], rebuilt["unchanged"]) == (2, 0, 0)
+    assert rebuilt["chunks"] == changed["chunks"] == rebuilt["embedded"]
 
 
 def test_bad_files_are_skipped_and_counted(docs, tmp_path):

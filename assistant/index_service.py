@@ -1,0 +1,146 @@
+"""The docs index inside the assistant: search for grounding, reindex runs, an overview.
+
+The CLI and the server's admin routes index through the same ``index_into``; the server
+runs it as a background job on its own Chroma client, so its searches see every write
+at once and keep working while a reindex runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from assistant.errors import APIError
+from assistant.jobs import JobRunner
+from assistant.settings import Settings
+
+
+def make_retriever(settings: Settings, client, embedder, *, background_refresh: bool = False):
+    from retrieval.retriever import Retriever
+
+    reranker = None
+    if settings.reranker_model:
+        from retrieval.rerank import CrossEncoderReranker
+
+        reranker = CrossEncoderReranker(settings.reranker_model)
+    return Retriever(
+        client,
+        embedder,
+        settings.collection,
+        mode=settings.retrieval_mode,
+        candidates=settings.retrieval_candidates,
+        reranker=reranker,
+        background_refresh=background_refresh,
+    )
+
+
+def index_into(
+    settings: Settings,
+    client,
+    embedder,
+    roots: list[Path],
+    *,
+    collection: str | None = None,
+    full: bool = False,
+    dry_run: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    on_progress: Callable | None = None,
+):
+    """Index ``roots`` into a collection; returns the indexer's report."""
+    from retrieval.store import build_indexer
+
+    indexer = build_indexer(
+        client=client,
+        collection=collection or settings.collection,
+        embedder=embedder,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        full=full and not dry_run,
+        flush_chunks=settings.index_batch_chunks,
+    )
+    return indexer.run(
+        roots, full=full, dry_run=dry_run, progress=progress, log=log, on_progress=on_progress
+    )
+
+
+class IndexService:
+    """Reindex jobs and the index overview for the admin routes."""
+
+    def __init__(self, settings: Settings, client, embedder, runner: JobRunner) -> None:
+        self.settings = settings
+        self.client = client
+        self.embedder = embedder
+        self.runner = runner
+
+    def root_for(self, path: str | None) -> Path:
+        """A folder inside the docs root (never outside it), or the docs root itself."""
+        docs = self.settings.docs_dir.resolve()
+        if not path:
+            return docs
+        candidate = (docs / path).resolve()
+        if candidate != docs and docs not in candidate.parents:
+            raise APIError(400, f"'{path}' is outside the docs folder")
+        if not candidate.exists():
+            raise APIError(400, f"'{path}' does not exist in the docs folder")
+        return candidate
+
+    def start_reindex(
+        self, *, collection: str | None, path: str | None, full: bool, dry_run: bool
+    ) -> str:
+        from retrieval.errors import RetrievalError
+        from retrieval.store import check_name
+
+        name = collection or self.settings.collection
+        try:
+            check_name(name)
+        except RetrievalError as exc:
+            raise APIError(400, str(exc)) from None
+        root = self.root_for(path)
+        params = {"collection": name, "path": str(root), "full": full, "dry_run": dry_run}
+
+        def work(progress: Callable[[dict], None]) -> dict:
+            report = index_into(
+                self.settings,
+                self.client,
+                self.embedder,
+                [root],
+                collection=name,
+                full=full,
+                dry_run=dry_run,
+                progress=False,
+                log=lambda line: None,
+                on_progress=lambda state: progress(asdict(state)),
+            )
+            return {**report.counts(), "skipped_files": report.skipped}
+
+        return self.runner.submit("reindex", params, work)
+
+    def job(self, job_id: str) -> dict:
+        job = self.runner.store.get(job_id)
+        if job is None or job["kind"] != "reindex":
+            raise APIError(404, f"no reindex job '{job_id}'", code="job_not_found")
+        return _public(job)
+
+    def jobs(self, limit: int = 20) -> list[dict]:
+        return [_public(j) for j in self.runner.store.latest(limit) if j["kind"] == "reindex"]
+
+    def overview(self) -> dict:
+        from retrieval.store import describe
+
+        return {"collections": describe(self.client), "docs_dir": str(self.settings.docs_dir)}
+
+
+def _public(job: dict) -> dict:
+    return {
+        "job": job["id"],
+        "state": job["state"],
+        "params": job["params"],
+        "progress": job["progress"] or {},
+        "counts": job["result"],
+        "error": job["error"],
+        "created_at": job["created_at"],
+        "started_at": job["started_at"],
+        "finished_at": job["finished_at"],
+    }

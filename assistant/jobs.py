@@ -1,0 +1,137 @@
+"""Background jobs (reindexing) with their state in SQLite, so it outlives a restart.
+
+One worker thread runs jobs in order: two reindexes never write the same collection at
+once. A job that was queued or running when the server stopped is marked failed
+("interrupted") at the next start; the indexer's own crash safety keeps the index whole.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,          -- JSON
+    state TEXT NOT NULL,           -- queued | running | done | failed
+    progress TEXT NOT NULL,        -- JSON: {"files_done", "files_total", "chunks"}
+    result TEXT,                   -- JSON counts when done
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+)
+"""
+
+Work = Callable[[Callable[[dict], None]], dict]  # given a progress callback, returns counts
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(SCHEMA)
+        self._db.execute(
+            "UPDATE jobs SET state='failed', error='interrupted: the server stopped', "
+            "finished_at=? WHERE state IN ('queued', 'running')",
+            (time.time(),),
+        )
+
+    def _exec(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def create(self, kind: str, params: dict) -> str:
+        job_id = uuid.uuid4().hex[:16]
+        self._exec(
+            "INSERT INTO jobs (id, kind, params, state, progress, created_at) "
+            "VALUES (?, ?, ?, 'queued', '{}', ?)",
+            (job_id, kind, json.dumps(params), time.time()),
+        )
+        return job_id
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        sets, args = [], []
+        for key, value in fields.items():
+            sets.append(f"{key}=?")
+            args.append(json.dumps(value) if key in {"progress", "result"} else value)
+        self._exec(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*args, job_id))
+
+    def get(self, job_id: str) -> dict | None:
+        rows = self._exec(f"SELECT {_COLUMNS} FROM jobs WHERE id=?", (job_id,))
+        return _row(rows[0]) if rows else None
+
+    def latest(self, limit: int = 20) -> list[dict]:
+        rows = self._exec(f"SELECT {_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [_row(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+_COLUMNS = "id, kind, params, state, progress, result, error, created_at, started_at, finished_at"
+
+
+def _row(row: tuple) -> dict:
+    keys = _COLUMNS.split(", ")
+    data = dict(zip(keys, row, strict=True))
+    for key in ("params", "progress", "result"):
+        data[key] = json.loads(data[key]) if data[key] else None
+    return data
+
+
+class JobRunner:
+    """Runs jobs one at a time in a worker thread, recording their state in the store."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs")
+
+    def submit(self, kind: str, params: dict, work: Work) -> str:
+        job_id = self.store.create(kind, params)
+        self._pool.submit(self._run, job_id, work)
+        return job_id
+
+    def _run(self, job_id: str, work: Work) -> None:
+        self.store.update(job_id, state="running", started_at=time.time())
+        last = [0.0]
+
+        def progress(data: dict) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.5 or data.get("files_done") == data.get("files_total"):
+                last[0] = now
+                self.store.update(job_id, progress=data)
+
+        try:
+            result = work(progress)
+        except Exception as exc:  # a job's failure is its state, never the server's
+            self.store.update(
+                job_id,
+                state="failed",
+                error=str(exc) or type(exc).__name__,
+                finished_at=time.time(),
+            )
+            traceback.print_exc()
+            return
+        self.store.update(job_id, state="done", result=result, finished_at=time.time())
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the jobs submitted so far are done (for tests and shutdown)."""
+        self._pool.submit(lambda: None).result(timeout=timeout)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

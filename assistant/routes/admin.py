@@ -1,0 +1,64 @@
+"""Admin routes (behind ASSISTANT_ADMIN_KEY): reindex jobs and the index overview."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.errors import APIError
+
+
+async def require_admin_key(request: Request) -> None:
+    request.app.state.keys.check_admin(request.headers.get("authorization"))
+
+
+router = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin_key)])
+
+
+class ReindexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str | None = Field(
+        None, description="Collection to write; default: the server's collection setting."
+    )
+    path: str | None = Field(
+        None,
+        description="Folder inside the docs folder that the collection mirrors; default: "
+        "the whole docs folder.",
+    )
+    full: bool = Field(False, description="Re-embed every file, not only changed ones.")
+    dry_run: bool = Field(False, description="Count what would change; write nothing.")
+
+
+def _service(request: Request):
+    service = request.app.state.index_service
+    if service is None:
+        raise APIError(503, "this server has no docs index (retrieval is off)")
+    return service
+
+
+@router.post("/reindex", status_code=202)
+async def reindex(request: Request, body: ReindexRequest | None = None):
+    body = body or ReindexRequest()
+    job = _service(request).start_reindex(
+        collection=body.collection, path=body.path, full=body.full, dry_run=body.dry_run
+    )
+    return JSONResponse({"job": job}, status_code=202)
+
+
+@router.get("/reindex")
+async def reindex_jobs(request: Request):
+    return {"data": _service(request).jobs()}
+
+
+@router.get("/reindex/{job_id}")
+async def reindex_job(request: Request, job_id: str):
+    return _service(request).job(job_id)
+
+
+@router.get("/index")
+async def index_overview(request: Request):
+    return await asyncio.to_thread(_service(request).overview)

@@ -1,0 +1,74 @@
+"""Retrieval quality on questions with known answers: recall@1, recall@5 and MRR.
+
+A question line is ``{"question": "...", "gold": ["file-name.ext", ...]}``; a hit counts
+when its source's file name is one of the gold names.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from retrieval.errors import RetrievalError
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    gold: frozenset[str]
+
+
+def load_questions(path: Path) -> list[Question]:
+    path = Path(path)
+    if not path.is_file():
+        raise RetrievalError(f"questions file '{path}' does not exist")
+    questions = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            text, gold = data["question"], data["gold"]
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("'question' must be a non-empty string")
+            if isinstance(gold, str):
+                gold = [gold]
+            if not gold or not all(isinstance(g, str) for g in gold):
+                raise ValueError("'gold' must be a list of file names")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RetrievalError(f"{path}:{number}: not a question line ({exc})") from None
+        questions.append(Question(text.strip(), frozenset(PurePosixPath(g).name for g in gold)))
+    if not questions:
+        raise RetrievalError(f"'{path}' has no questions")
+    return questions
+
+
+def evaluate(search: Callable[[str, int], list], questions: list[Question], k: int = 5) -> dict:
+    """``search(question, k)`` returns ranked hits with a ``source``; scores over the top k."""
+    k = max(k, 1)
+    ranks: list[int | None] = []
+    seconds: list[float] = []
+    for question in questions:
+        start = time.perf_counter()
+        hits = search(question.text, max(k, 5))
+        seconds.append(time.perf_counter() - start)
+        names = [PurePosixPath(h.source).name for h in hits[:k]]
+        ranks.append(next((i for i, n in enumerate(names, 1) if n in question.gold), None))
+    n = len(questions)
+
+    def recall(at: int) -> float:
+        return round(sum(1 for r in ranks if r is not None and r <= at) / n, 4)
+
+    return {
+        "n": n,
+        "recall@1": recall(1),
+        "recall@5": recall(min(5, k)),
+        "mrr": round(sum(1.0 / r for r in ranks if r is not None) / n, 4),
+        "k": k,
+        "query_ms_p50": round(statistics.median(seconds) * 1000, 1),
+        "missed": [q.text for q, r in zip(questions, ranks, strict=True) if r is None],
+    }
