@@ -36,7 +36,8 @@ class SentenceTransformerEmbedder:
 
         hf_logging.disable_progress_bar()  # "Loading weights" on every start is noise
 
-        self.name = name
+        # One name per model, so a collection built under either alias opens under the other.
+        self.name = "sentence-transformers/all-MiniLM-L6-v2" if name in MINILM_IDS else name
         self.batch_size = batch_size
         try:
             self.model = SentenceTransformer(resolve_model(name), device=device or "cpu")

@@ -188,7 +188,12 @@ class Indexer:
         return report
 
     def _chunks(self, file: _File) -> list[Chunk]:
-        doc = load(file.path, file.source)
+        try:
+            doc = load(file.path, file.source)
+        except LoadError:
+            raise
+        except Exception as exc:  # a parser's own surprise must not stop the whole run
+            raise LoadError(f"unreadable ({type(exc).__name__}: {exc})") from None
         chunks = self.chunker.split(doc, file.digest)
         if not chunks:
             raise LoadError("no text to index")

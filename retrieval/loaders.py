@@ -1,4 +1,4 @@
-"""Read company documents into plain text with a title: Markdown, text, HTML and PDF."""
+"""Read company documents into plain text with a title: Markdown, text, HTML, PDF, DOCX."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf"}
+SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"}
 
 
 class LoadError(Exception):
@@ -25,6 +25,8 @@ def load(path: Path, source: str) -> Document:
     suffix = path.suffix.lower()
     if suffix == ".pdf":
         return _load_pdf(path, source)
+    if suffix == ".docx":
+        return _load_docx(path, source)
     try:
         raw = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -50,30 +52,77 @@ def _title_from_name(path: Path) -> str:
     return path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
 
 
+BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "aside", "noscript", "form"]
+# class or id words that mark navigation and page furniture, not content
+BOILERPLATE = re.compile(
+    r"(?:^|[-_ ])(?:nav|navbar|navigation|docnav|menu|breadcrumbs?|sidebar|footer|cookies?|"
+    r"skip|toc|pager|pagination)(?:$|[-_ ])",
+    re.IGNORECASE,
+)
+BLOCKS = {
+    "address", "article", "blockquote", "caption", "dd", "div", "dl", "dt", "figcaption",
+    "figure", "li", "main", "ol", "p", "pre", "section", "table", "tbody", "thead", "tr", "ul",
+}  # fmt: skip
+
+
 def _html_to_text(raw: str) -> tuple[str | None, str]:
-    """Visible text of the main content, headings turned into Markdown '#' lines."""
+    """Visible text of the main content, headings turned into Markdown '#' lines.
+
+    Every text node counts, whatever tag holds it (DocBook and CMS pages put paragraphs
+    in <div>s); navigation, scripts and page furniture are dropped first.
+    """
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(raw, "html.parser")
-    for tag in soup(["script", "style", "nav", "header", "footer", "aside", "noscript", "form"]):
+    title = soup.title.get_text(" ", strip=True) if soup.title else None
+    for tag in soup(BOILERPLATE_TAGS):
         tag.decompose()
-    title = soup.title.get_text(strip=True) if soup.title else None
+    for tag in soup.find_all(True):
+        if tag.decomposed or tag.attrs is None:
+            continue
+        marks = " ".join([*tag.get("class", []), tag.get("id", "") or "", tag.get("role", "")])
+        if BOILERPLATE.search(marks) or tag.get("aria-hidden") == "true":
+            tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
-    lines: list[str] = []
-    for el in root.find_all(["h1", "h2", "h3", "h4", "p", "li", "pre", "td", "th", "dt", "dd"]):
-        if el.find_parent(["li", "td", "th", "dd"]) and el.name in {"p", "li"}:
-            continue
-        text = " ".join(el.get_text(" ", strip=True).split())
-        if not text:
-            continue
-        if el.name in {"h1", "h2", "h3", "h4"}:
-            lines.append("\n" + "#" * int(el.name[1]) + " " + text)
-        elif el.name == "li":
-            lines.append("- " + text)
-        else:
-            lines.append(text)
+    out: list[str] = []
+    _walk(root, out)
+    lines = [" ".join(line.split()) for line in "".join(out).splitlines()]
+    text = "\n".join(line for line in lines if line and line not in {"-", "|"})
     h1 = root.find("h1")
-    return (title or (h1.get_text(strip=True) if h1 else None)), "\n".join(lines).strip()
+    return (title or (h1.get_text(" ", strip=True) if h1 else None)), text.strip()
+
+
+def _walk(node, out: list[str], pre: bool = False) -> None:
+    from bs4 import Comment, NavigableString, Tag
+
+    for child in node.children:
+        if isinstance(child, Comment):
+            continue
+        if isinstance(child, NavigableString):
+            # HTML collapses whitespace, newlines included, except inside <pre>
+            out.append(str(child) if pre else re.sub(r"\s+", " ", str(child)))
+            continue
+        if not isinstance(child, Tag):
+            continue
+        name = child.name
+        if name in {"h1", "h2", "h3", "h4", "h5", "h6"}:
+            level = min(int(name[1]), 4)
+            out.append("\n\n" + "#" * level + " " + child.get_text(" ", strip=True) + "\n")
+        elif name == "br":
+            out.append("\n")
+        elif name == "li":
+            out.append("\n- ")
+            _walk(child, out, pre)
+            out.append("\n")
+        elif name in {"td", "th"}:
+            _walk(child, out, pre)
+            out.append(" | ")
+        elif name in BLOCKS:
+            out.append("\n")
+            _walk(child, out, pre or name == "pre")
+            out.append("\n")
+        else:
+            _walk(child, out, pre)
 
 
 def _load_pdf(path: Path, source: str) -> Document:
@@ -89,3 +138,51 @@ def _load_pdf(path: Path, source: str) -> Document:
     if not any(pages):
         raise LoadError("PDF has no extractable text")
     return Document(source, title or _title_from_name(path), "\n\n".join(pages), pages)
+
+
+def _load_docx(path: Path, source: str) -> Document:
+    """Paragraphs and tables in document order; Word's heading styles become '#' lines."""
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(str(path))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise LoadError(f"unreadable DOCX ({exc})") from None
+    lines: list[str] = []
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            for row in block.rows:
+                cells = [" ".join(c.text.split()) for c in row.cells]
+                if any(cells):
+                    lines.append(" | ".join(dict.fromkeys(cells)))  # merged cells repeat
+            continue
+        if not isinstance(block, Paragraph):
+            continue
+        text = " ".join(block.text.split())
+        if not text:
+            continue
+        style = (block.style.name if block.style is not None else "") or ""
+        level = _heading_level(style)
+        if level:
+            lines.append("\n" + "#" * level + " " + text)
+        elif style.startswith("List"):
+            lines.append("- " + text)
+        else:
+            lines.append(text)
+    text = "\n".join(lines).strip()
+    if not text:
+        raise LoadError("empty")
+    title = (document.core_properties.title or "").strip() or _first_heading(text)
+    return Document(source, title or _title_from_name(path), text)
+
+
+def _heading_level(style: str) -> int:
+    if style == "Title":
+        return 1
+    match = re.fullmatch(r"Heading (\d)", style)
+    return min(int(match.group(1)), 4) if match else 0

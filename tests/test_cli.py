@@ -102,7 +102,7 @@ def test_bad_setting_from_environment():
     "args",
     [
         ["finetune", "--data", "x", "--base", "y", "--output", "z"],
-        ["bench", "serve"],
+        ["bench", "finetune"],
     ],
 )
 def test_later_commands_say_not_implemented(args):

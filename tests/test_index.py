@@ -74,10 +74,14 @@ def test_bad_files_are_skipped_and_counted(docs, tmp_path):
     (docs / "empty.md").write_text("   \n")
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really a pdf")
     (docs / "photo.png").write_bytes(b"\x89PNG")
+    (docs / "broken.docx").write_bytes(b"PK\x03\x04 not a zip")
+    (docs / "huge.txt").write_bytes(b"")
+    os.truncate(docs / "huge.txt", 51 * 1024 * 1024)  # sparse: no 51 MiB written
     report, stderr = index(docs, tmp_path / "store")
     assert report["added"] == 3
-    assert report["skipped"] == 5
-    for name in ("binary.md", "latin1.txt", "empty.md", "broken.pdf", "photo.png"):
+    assert report["skipped"] == 7
+    bad = ("binary.md", "latin1.txt", "empty.md", "broken.pdf", "photo.png", "broken.docx")
+    for name in (*bad, "huge.txt"):
         assert f"skipped {name}" in stderr
     assert "Traceback" not in stderr
 
@@ -115,6 +119,16 @@ def test_chunks_carry_citation_metadata(docs, tmp_path):
     assert "voucher" in html and "intranet.js" not in html and "People finder" not in html
 
 
+def test_docx_headings_lists_and_tables():
+    from retrieval.loaders import load
+
+    doc = load(DOCS / "hardware-returns.docx", "hardware-returns.docx")
+    assert doc.title == "Returning and swapping IT hardware"
+    assert "\n## Booking a return\n" in doc.text
+    assert "- Pack the charger" in doc.text
+    assert "Depot handheld scanner | Depot team lead | End of last shift" in doc.text
+
+
 def test_missing_path_is_one_clear_error(tmp_path):
     result = subprocess.run(
         [
@@ -132,3 +146,79 @@ def test_missing_path_is_one_clear_error(tmp_path):
     )
     assert result.returncode == 1
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real `chroma run` on loopback, as a deployment at scale would use."""
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    chroma = Path(sys.executable).parent / "chroma"
+    log = open(tmp_path / "chroma.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            str(chroma),
+            "run",
+            "--path",
+            str(tmp_path / "chroma-data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/v2/heartbeat", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((tmp_path / "chroma.log").read_text()) from None
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_chroma_server_mode(docs, tmp_path, chroma_server):
+    """index --chroma-url writes to the server; a Retriever over HttpClient finds passages."""
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.retriever import Retriever
+    from retrieval.store import open_client
+
+    first, _ = index(docs, tmp_path / "unused", "--chroma-url", chroma_server)
+    assert first["added"] == 3 and first["chunks"] > 3
+    assert not (tmp_path / "unused").exists()  # nothing written locally
+    (docs / "vpn-error-codes.md").unlink()
+    again, _ = index(docs, tmp_path / "unused", "--chroma-url", chroma_server)
+    assert (again["removed"], again["unchanged"]) == (1, 2)
+
+    client = open_client(chroma_url=chroma_server)
+    retriever = Retriever(client, SentenceTransformerEmbedder("all-MiniLM-L6-v2"))
+    hits = retriever.search("guest wifi voucher for a visitor", 3)
+    assert hits[0].source == "guest-wifi.html"
+    assert all(h.source != "vpn-error-codes.md" for h in retriever.search("TP-204", 5))
+
+
+def test_index_refuses_a_store_that_a_server_holds(docs, tmp_path):
+    from retrieval.store import StoreLock
+
+    store = tmp_path / "store"
+    with StoreLock(store, "assistant serve"):
+        result = subprocess.run(
+            [sys.executable, "-m", "assistant", "index", str(docs), "--store", str(store)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    assert result.returncode == 1
+    assert "in use by assistant serve" in result.stderr and "/v1/admin/reindex" in result.stderr
