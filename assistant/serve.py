@@ -131,4 +131,9 @@ def _open_index(settings: Settings, client, embedder, log):
             f"note: no '{settings.collection}' collection in {settings.index_dir} yet; answers "
             f"are not grounded until you run 'assistant index'"
         )
-    return make_retriever(settings, client, embedder, background_refresh=True)
+    import threading
+
+    retriever = make_retriever(settings, client, embedder, background_refresh=True)
+    if settings.retrieval_mode != "dense":
+        threading.Thread(target=retriever.warm, name="warm-keyword-index", daemon=True).start()
+    return retriever

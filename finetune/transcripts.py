@@ -28,6 +28,7 @@ class Conversation:
     id: str
     messages: list[dict]
     origin: str  # file:line where it started
+    names: set[str] = field(default_factory=set)  # people named in metadata (CSV author_name)
 
 
 @dataclass
@@ -106,6 +107,8 @@ def _csv(file: Path, report: ReadReport) -> Iterator[Conversation]:
             ticket = row["ticket_id"]
             tickets.setdefault(ticket, Conversation(ticket, [], where))
             tickets[ticket].messages.append({"role": role, "content": text})
+            if (row.get("author_name") or "").strip():
+                tickets[ticket].names.add(row["author_name"].strip())
         yield from tickets.values()
 
 

@@ -59,4 +59,5 @@ class SentenceTransformerEmbedder:
         return vectors.tolist()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        # verbose=False: measuring a long section before splitting it is not an error
+        return len(self.tokenizer.encode(text, add_special_tokens=False, verbose=False))

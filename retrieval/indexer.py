@@ -162,6 +162,7 @@ class Indexer:
             if dry_run:
                 report.updated += existed
                 report.added += not existed
+                log(f"would {'update' if existed else 'add'} {file.source} ({len(chunks)} chunks)")
                 state.files_done += 1
                 bar.update(1)
                 continue
@@ -178,6 +179,9 @@ class Indexer:
             self.manifest.remove(gone)
             self._delete_leftovers(stored)
         report.removed = len(gone)
+        if dry_run:
+            for source in gone:
+                log(f"would remove {source}")
         for item in report.skipped:
             log(f"skipped {item['source']}: {item['reason']}")
         if not dry_run:
@@ -224,7 +228,7 @@ class Indexer:
         state.chunks += len(pending)
         state.files_done += len(batch.files)
         bar.update(len(batch.files))
-        bar.set_postfix(chunks=state.chunks, refresh=False)
+        bar.set_postfix(chunks=state.chunks)
         batch.clear()
 
     def _delete_leftovers(self, stored) -> None:

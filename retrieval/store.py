@@ -82,24 +82,22 @@ def stored_model(client, name: str) -> str | None:
 
 def describe(client) -> list[dict]:
     """Every docs collection: name, documents, live chunks, embedding model, last reindex."""
-    from retrieval.manifest import Manifest, is_manifest
+    from retrieval.manifest import SUFFIX, Manifest, is_manifest
 
     out = []
     names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
     for name in names:
         if is_manifest(name):
             continue
-        manifest = Manifest(client, name)
-        entries = manifest.all()
-        out.append(
-            {
-                "name": name,
-                "documents": len(entries),
-                "chunks": sum(e.n_chunks for e in entries.values()),
-                "embedding_model": stored_model(client, name),
-                "last_reindex": manifest.updated_at(),
-            }
-        )
+        row = {"name": name, "documents": None, "chunks": None, "last_reindex": None}
+        row["embedding_model"] = stored_model(client, name)
+        if name + SUFFIX in names:  # else not built by `assistant index`: left untouched
+            manifest = Manifest(client, name)
+            entries = manifest.all()
+            row["documents"] = len(entries)
+            row["chunks"] = sum(e.n_chunks for e in entries.values())
+            row["last_reindex"] = manifest.updated_at()
+        out.append(row)
     return out
 
 

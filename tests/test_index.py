@@ -88,9 +88,15 @@ def test_bad_files_are_skipped_and_counted(docs, tmp_path):
 
 def test_dry_run_writes_nothing(docs, tmp_path):
     store = tmp_path / "store"
-    report, _ = index(docs, store, "--dry-run")
+    report, stderr = index(docs, store, "--dry-run")
     assert report["added"] == 3 and report["dry_run"] is True
     assert report["chunks"] == 0
+    assert "would add vpn-error-codes.md" in stderr
+    indexed, _ = index(docs, store)
+    (docs / "guest-wifi.html").unlink()
+    report, stderr = index(docs, store, "--dry-run")
+    assert report["removed"] == 1 and "would remove guest-wifi.html" in stderr
+    assert report["chunks"] == indexed["chunks"]  # nothing was removed for real
 
 
 def test_chunks_carry_citation_metadata(docs, tmp_path):
