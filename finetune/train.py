@@ -250,7 +250,7 @@ def train_lora(
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps if config.max_steps else -1,
-        warmup_ratio=config.warmup_ratio,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the steps
         weight_decay=config.weight_decay,
         lr_scheduler_type="cosine",
         logging_steps=config.logging_steps,

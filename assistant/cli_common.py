@@ -1,0 +1,26 @@
+"""Pieces shared by the ``assistant`` commands (options, settings, output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+ConfigOpt = typer.Option(None, "--config", help="YAML settings file.", dir_okay=False)
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object as the last line.")
+
+
+def load(config: Path | None, **overrides):
+    from assistant.settings import load_settings
+
+    return load_settings(config, **overrides)
+
+
+def emit(result: dict, as_json: bool) -> None:
+    """One JSON object on the last line with --json; else aligned ``key: value`` lines."""
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
