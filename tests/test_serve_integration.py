@@ -12,7 +12,7 @@ def client(served):
 
 
 def test_models_lists_the_base_model_and_the_adapter(client):
-    assert [m.id for m in client.models.list()] == ["tiny", "helpdesk-lora"]
+    assert [m.id for m in client.models.list()] == ["tiny", "helpdesk-lora", "it-support"]
 
 
 def first_token_logprob(client, model: str) -> float:
