@@ -26,11 +26,6 @@ app = typer.Typer(
 )
 
 
-def _not_yet(what: str, issue: int) -> None:
-    typer.echo(f"'{what}' is not implemented yet (tracked in issue {issue}).", err=True)
-    raise typer.Exit(2)
-
-
 def _parse_adapters(pairs: list[str]) -> dict[str, str] | None:
     if not pairs:
         return None
@@ -261,7 +256,11 @@ def _flat(report: dict) -> dict:
     return {k: v for k, v in report.items() if not isinstance(v, dict)}
 
 
-BENCH_SCRIPTS = {"serve": "gateway_overhead.py", "retrieval": "retrieval_bench.py"}
+BENCH_SCRIPTS = {
+    "serve": "gateway_overhead.py",
+    "retrieval": "retrieval_bench.py",
+    "finetune": "finetune_bench.py",
+}
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -273,13 +272,12 @@ def bench(
 
     Options after KIND go to the benchmark; `assistant bench KIND -- --help` lists them.
     serve: gateway vs direct vLLM (needs a running `assistant serve`); retrieval: indexing
-    throughput against raw encoding, and query latency by mode. The last line printed is
+    throughput against raw encoding, and query latency by mode; finetune: LoRA training
+    tokens/s and held-out loss by batch size and rank. The last line printed is
     the result as JSON (so --json is accepted and changes nothing).
     """
     import runpy
 
-    if kind == "finetune":
-        _not_yet("bench finetune", 5)
     if kind not in BENCH_SCRIPTS:
         raise UserError(f"KIND must be serve, retrieval or finetune, not '{kind}'")
     script = Path(__file__).resolve().parents[1] / "bench" / BENCH_SCRIPTS[kind]

@@ -186,7 +186,10 @@ def load_base(base: str, config: TrainConfig):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if cuda and not config.qlora:
-        model = model.to("cuda")
+        import os
+
+        # under accelerate/torchrun each process trains on its own GPU
+        model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     return model, tokenizer, bf16
 
 
@@ -299,9 +302,11 @@ def train_lora(
     if after:
         log(f"eval after:  loss {after['loss']}, perplexity {after['perplexity']}")
 
-    output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
+    main_process = trainer.is_world_process_zero()  # one writer when data-parallel
+    if main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(output))
+        tokenizer.save_pretrained(str(output))
     report = {
         "base": base,
         "output": str(output),
@@ -320,14 +325,15 @@ def train_lora(
         "trainable_params": trainable,
         "config": asdict(config),
     }
-    if merge:
+    if merge and main_process:
         merged_dir = output / "merged"
         merged = model.merge_and_unload()
         merged.save_pretrained(str(merged_dir))
         tokenizer.save_pretrained(str(merged_dir))
         report["merged"] = str(merged_dir)
         log(f"merged model written to {merged_dir}")
-    (output / "train-report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if main_process:
+        (output / "train-report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
