@@ -289,6 +289,10 @@ def train_lora(
         processing_class=tokenizer,
         callbacks=[_Speed()],
     )
+    if not progress:  # --json: keep stdout for the result line
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     resume_from = _latest_checkpoint(checkpoints) if resume else None
     if resume and resume_from:
         log(f"resuming from {resume_from}")
