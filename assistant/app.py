@@ -10,11 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.auth import KeyChecker
 from assistant.chat_service import ChatService, ModelCatalog
+from assistant.docs_service import DocsService
 from assistant.embedding_service import EmbeddingService
 from assistant.errors import APIError
+from assistant.feedback_service import FeedbackService
 from assistant.grounder import Grounder
 from assistant.grounding import Index, PromptBuilder
 from assistant.index_service import IndexService
@@ -34,6 +37,7 @@ def create_app(
     embedder: Embedder | None = None,
     engine_restarts: Callable[[], float] | None = None,
     index_service: IndexService | None = None,
+    feedback_store=None,
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """Wire the gateway.
@@ -41,7 +45,8 @@ def create_app(
     ``upstream`` is the engine (real vLLM or a test fake); ``index`` the docs search
     (``retrieval.retriever.Retriever`` or a fake); without one, answers are not grounded.
     ``embedder`` serves ``/v1/embeddings``; ``engine_restarts`` feeds ``/metrics``;
-    ``index_service`` backs the admin routes (reindex jobs, index overview).
+    ``index_service`` backs the admin routes (reindex jobs, index overview);
+    ``feedback_store`` (``finetune.feedback.FeedbackStore``) keeps the ratings of answers.
     ``on_shutdown`` runs when the server stops (uvicorn re-raises SIGTERM after its own
     shutdown, so code after ``uvicorn.run`` is not a safe place for cleanup).
     """
@@ -61,6 +66,8 @@ def create_app(
     app.state.settings = settings
     app.state.upstream = upstream
     app.state.index_service = index_service
+    app.state.feedback = FeedbackService(feedback_store) if feedback_store is not None else None
+    app.state.docs = DocsService(settings.docs_dir, settings.max_upload_bytes)
     app.state.keys = KeyChecker(settings.api_keys, settings.admin_key)
     metrics = app.state.metrics = Metrics(engine_restarts)
     app.state.embeddings = (
@@ -77,9 +84,10 @@ def create_app(
     )
     app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics)
 
-    from assistant.routes import admin, health, openai
+    from assistant.routes import admin, health, openai, pages
 
     app.include_router(openai.router)
+    app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(health.router)
 
@@ -89,6 +97,14 @@ def create_app(
     async def _api_error(_: Request, exc: APIError):
         metrics.errors.labels(exc.type).inc()
         return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException):
+        # unknown routes and wrong methods answer in the same shape as every other error
+        message = {404: "no such route", 405: "method not allowed"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return JSONResponse(APIError(exc.status_code, message).body(), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):

@@ -48,6 +48,7 @@ def run_server(settings: Settings, *, log=print) -> None:
         )
     from assistant.index_service import IndexService
     from assistant.jobs import JobRunner, JobStore
+    from finetune.feedback import FeedbackStore
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(
@@ -64,6 +65,7 @@ def run_server(settings: Settings, *, log=print) -> None:
         embedder=embedder,
         engine_restarts=(lambda: engine.restarts) if engine is not None else None,
         index_service=IndexService(settings, client, embedder, runner),
+        feedback_store=FeedbackStore(settings.feedback_path),
         on_shutdown=stops,
     )
     base = f"http://{settings.host}:{settings.port}"

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1_000_000, ge=1024, description="Largest request body accepted (413 beyond)."
     )
+    max_upload_bytes: int = Field(
+        20_000_000, ge=1024, description="Largest document an admin may upload (413 beyond)."
+    )
     request_timeout_s: float = Field(
         600, gt=0, description="Longest time one request may wait on the engine."
     )
@@ -209,6 +212,11 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.store_dir or self.home / "index"
+
+    @property
+    def feedback_path(self) -> Path:
+        """The feedback store (SQLite) the page writes and `finetune --from-feedback` reads."""
+        return self.home / "feedback.sqlite"
 
     @property
     def logs_dir(self) -> Path:

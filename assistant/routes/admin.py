@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.errors import APIError
@@ -62,3 +62,44 @@ async def reindex_job(request: Request, job_id: str):
 @router.get("/index")
 async def index_overview(request: Request):
     return await asyncio.to_thread(_service(request).overview)
+
+
+@router.post("/docs", status_code=201)
+async def upload_docs(
+    request: Request,
+    files: list[UploadFile] = File(..., description="Documents to add to the docs folder."),
+    folder: str | None = Form(None, description="Subfolder of the docs folder."),
+):
+    """Save documents into the docs folder (allowed types only, names sanitised); reindex
+    afterwards with POST /v1/admin/reindex."""
+    docs = request.app.state.docs
+    limit = docs.max_upload_bytes
+    payloads = []
+    for upload in files:
+        data = await upload.read(limit + 1)  # never more than the limit in memory
+        payloads.append((upload.filename or "upload", data))
+    saved = [docs.save(name, data, folder) for name, data in payloads]
+    return JSONResponse({"saved": saved}, status_code=201)
+
+
+def _feedback(request: Request):
+    service = request.app.state.feedback
+    if service is None:
+        raise APIError(503, "this server keeps no feedback store")
+    return service
+
+
+@router.get("/feedback")
+async def feedback_overview(request: Request, limit: int = 20):
+    return _feedback(request).overview(max(1, min(limit, 200)))
+
+
+@router.get("/feedback/export")
+async def feedback_export(request: Request):
+    """Rated answers as training conversations (JSONL), for `assistant finetune`."""
+    body = _feedback(request).export_jsonl()
+    return PlainTextResponse(
+        body,
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="feedback-training.jsonl"'},
+    )

@@ -1,0 +1,34 @@
+"""Routes the chat page uses besides the OpenAI ones: feedback, and the cited documents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from assistant.errors import APIError
+from assistant.routes.openai import _body
+
+
+async def require_key(request: Request) -> None:
+    """Bearer header, or ``?key=`` for links a browser opens (it cannot send the header)."""
+    header = request.headers.get("authorization")
+    key = request.query_params.get("key")
+    request.app.state.keys.check_api(header or (f"Bearer {key}" if key else None))
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+
+@router.post("/feedback", status_code=201)
+async def feedback(request: Request):
+    service = request.app.state.feedback
+    if service is None:
+        raise APIError(503, "this server keeps no feedback store")
+    return JSONResponse(service.add(await _body(request)), status_code=201)
+
+
+@router.get("/sources/{path:path}")
+async def source_document(request: Request, path: str):
+    """A cited document, read-only, exactly as indexed."""
+    file, media = request.app.state.docs.open(path)
+    return FileResponse(file, media_type=media, content_disposition_type="inline")
