@@ -15,7 +15,7 @@ ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 # does not already find that wheel locally.
 PIP := $(BIN)/python -m pip
 
-.PHONY: install demo test lint format clean
+.PHONY: install browser demo test lint format clean
 
 install: $(STAMP)
 
@@ -30,12 +30,24 @@ endif
 	$(BIN)/python -c "import torch, vllm; print('engine ready: torch', torch.__version__, 'vllm', vllm.__version__)"
 	@touch $(STAMP)
 
+# The page's browser tests drive Debian's chromium + chromium-driver (never a downloaded
+# browser); installed with apt-get when missing and allowed (root), else explained.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "browser tests need: sudo apt-get install chromium chromium-driver"; fi
+
+# The admin tab wants ASSISTANT_ADMIN_KEY; without one, the demo makes one up and prints it.
 demo: install
 	@if [ -z "$$ASSISTANT_MODEL" ]; then $(BIN)/assistant demo-model --output $(DEMO_MODEL); fi
 	$(BIN)/assistant index data/docs
-	ASSISTANT_COMPANY_NAME="$${ASSISTANT_COMPANY_NAME:-Fennmoor Logistics}" $(BIN)/assistant serve
+	@key="$${ASSISTANT_ADMIN_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))')}"; \
+	echo "admin key for the page's Admin tab: $$key"; \
+	ASSISTANT_ADMIN_KEY="$$key" ASSISTANT_COMPANY_NAME="$${ASSISTANT_COMPANY_NAME:-Fennmoor Logistics}" \
+	  $(BIN)/assistant serve
 
-test: install
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -123,9 +123,15 @@ class _View:
     def __init__(self, client, name: str, background: bool) -> None:
         try:
             self.chunks = client.get_collection(name)
-            client.get_collection(name + SUFFIX)
         except Exception:  # chromadb raises NotFoundError or ValueError by version
             raise RetrievalError(f"collection '{name}' does not exist; index it first") from None
+        try:
+            client.get_collection(name + SUFFIX)
+        except Exception:
+            raise RetrievalError(
+                f"collection '{name}' was built by an older version without a manifest; "
+                "run `assistant index` (or POST /v1/admin/reindex) again"
+            ) from None
         self.manifest = Manifest(client, name)
         self.keyword = _KeywordIndex(self.chunks, self.manifest, background)
 

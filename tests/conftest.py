@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 ARTIFACTS = ROOT / "test-artifacts"
+ADMIN_KEY = "admin-test-key"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -193,6 +194,7 @@ def served(tiny_model, tiny_adapter, trained_adapter, tmp_path_factory):
         "--adapter",
         f"it-support={trained_adapter[0]}",
         model=tiny_model,
+        env={"ASSISTANT_ADMIN_KEY": ADMIN_KEY, "ASSISTANT_DOCS_DIR": str(home / "docs")},
     )
     yield server
     stop_serve(server)

@@ -24,3 +24,35 @@ def test_errors_become_readable_sentences():
     assert "starting up" in _readable(_status_error(503, "engine down"))
     text = _readable(_status_error(400, "'messages': too long"))
     assert text.startswith("Sorry") and "too long" in text and "{" not in text
+
+
+def test_sources_markdown_cites_title_section_page_snippet_and_link():
+    from ui.chat_page import sources_markdown
+
+    text = sources_markdown(
+        [
+            {"rank": 1, "source": "hr/travel policy.pdf", "title": "Travel", "section": "",
+             "page": 2, "score": 0.61, "snippet": "## Abroad Take the *laptop* <b>"},
+        ],
+        "/v1/sources",
+        key="k 1",
+    )  # fmt: skip
+    assert "[1] [Travel](/v1/sources/hr/travel%20policy.pdf?key=k%201)" in text
+    assert ", page 2" in text and "score 0.61" in text
+    assert "##" not in text and "\\*laptop\\*" in text and "\\<b\\>" in text
+
+
+def test_history_for_the_api_leaves_out_source_boxes():
+    from ui.chat_page import history_for_api
+
+    history = [
+        {"role": "user", "content": "vpn?"},
+        {"role": "assistant", "content": "Reconnect [1]."},
+        {"role": "assistant", "content": "[1] ...", "metadata": {"title": "Sources (1)"}},
+        {"role": "user", "content": [{"type": "text", "text": "and on Mac?"}]},
+    ]
+    assert history_for_api(history) == [
+        {"role": "user", "content": "vpn?"},
+        {"role": "assistant", "content": "Reconnect [1]."},
+        {"role": "user", "content": "and on Mac?"},
+    ]

