@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from assistant.cli_common import ConfigOpt, JsonOpt, emit, load
+from assistant.cli_common import ConfigOpt, JsonOpt, echo_err, emit, load
 from assistant.errors import UserError
 
 app = typer.Typer(
@@ -97,8 +97,7 @@ def index(
     settings = load(config, store_dir=store, collection=collection, chroma_url=chroma_url)
     from contextlib import nullcontext
 
-    from assistant.index_service import index_into
-    from retrieval.embeddings import SentenceTransformerEmbedder
+    from assistant.index_service import index_into, make_embedder
     from retrieval.store import StoreLock, check_name, open_client
 
     check_name(settings.collection)
@@ -109,9 +108,7 @@ def index(
     locked = settings.chroma_url or dry_run
     with nullcontext() if locked else StoreLock(settings.index_dir, "assistant index"):
         client = open_client(settings.index_dir, settings.chroma_url)
-        embedder = SentenceTransformerEmbedder(
-            settings.embedding_model, batch_size=settings.embed_batch_size
-        )
+        embedder = make_embedder(settings)
         report = index_into(
             settings,
             client,
@@ -120,7 +117,7 @@ def index(
             full=full,
             dry_run=dry_run,
             progress=not as_json,
-            log=lambda line: typer.echo(line, err=True),
+            log=echo_err,
         )
     emit(report.counts(), as_json)
 
@@ -153,8 +150,7 @@ def eval_retrieval(
     import tempfile
 
     settings = load(config, retrieval_mode=mode)
-    from assistant.index_service import index_into, make_retriever
-    from retrieval.embeddings import SentenceTransformerEmbedder
+    from assistant.index_service import index_into, make_embedder, make_retriever
     from retrieval.evaluation import evaluate, load_questions
     from retrieval.retriever import MODES
     from retrieval.store import open_client
@@ -164,9 +160,7 @@ def eval_retrieval(
     asked = load_questions(questions)
     with tempfile.TemporaryDirectory(prefix="eval-retrieval-") as tmp:
         client = open_client(store or Path(tmp), None)
-        embedder = SentenceTransformerEmbedder(
-            settings.embedding_model, batch_size=settings.embed_batch_size
-        )
+        embedder = make_embedder(settings)
         report = index_into(
             settings,
             client,
@@ -174,7 +168,7 @@ def eval_retrieval(
             [docs],
             collection="eval",
             progress=not as_json,
-            log=lambda line: typer.echo(line, err=True),
+            log=echo_err,
         )
         typer.echo(f"indexed {report.chunks} chunks from {docs}", err=True)
         retriever = make_retriever(settings, client, embedder)
@@ -247,7 +241,7 @@ def demo_model(
         documents,
         config,
         progress=not as_json,
-        log=lambda s: typer.echo(s, err=True),
+        log=echo_err,
     )
     emit({"output": str(output), "built": True, **_flat(report)}, as_json)
 

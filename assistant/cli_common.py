@@ -24,3 +24,8 @@ def emit(result: dict, as_json: bool) -> None:
     else:
         for key, value in result.items():
             print(f"{key:>24}: {value}")
+
+
+def echo_err(line: str) -> None:
+    """Progress and problems go to stderr, so stdout stays for the result."""
+    typer.echo(line, err=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from assistant.cli_common import ConfigOpt, JsonOpt, emit, load
+from assistant.cli_common import ConfigOpt, JsonOpt, echo_err, emit, load
 from assistant.errors import UserError
 
 finetune_app = typer.Typer(
@@ -90,7 +90,7 @@ def finetune(
     from finetune.train import TrainConfig, train_lora
     from finetune.transcripts import Conversation
 
-    log = (lambda line: None) if as_json else (lambda line: typer.echo(line, err=True))
+    log = (lambda line: None) if as_json else (echo_err)
     extra = []
     if from_feedback is not None:
         if not from_feedback.is_file():
@@ -167,6 +167,6 @@ def prepare_command(
         data,
         output,
         eval_fraction=eval_fraction,
-        log=lambda line: typer.echo(line, err=True),
+        log=echo_err,
     )
     emit(report.summary(), as_json)

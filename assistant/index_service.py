@@ -16,6 +16,15 @@ from assistant.jobs import JobRunner
 from assistant.settings import Settings
 
 
+def make_embedder(settings: Settings):
+    """The sentence-transformers embedder of the settings (indexing, search, /v1/embeddings)."""
+    from retrieval.embeddings import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(
+        settings.embedding_model, batch_size=settings.embed_batch_size
+    )
+
+
 def make_retriever(settings: Settings, client, embedder, *, background_refresh: bool = False):
     from retrieval.retriever import Retriever
 

@@ -46,14 +46,11 @@ def run_server(settings: Settings, *, log=print) -> None:
         upstream = HttpUpstream(
             [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
         )
-    from assistant.index_service import IndexService
+    from assistant.index_service import IndexService, make_embedder
     from assistant.jobs import JobRunner, JobStore
     from finetune.feedback import FeedbackStore
-    from retrieval.embeddings import SentenceTransformerEmbedder
 
-    embedder = SentenceTransformerEmbedder(
-        settings.embedding_model, batch_size=settings.embed_batch_size
-    )
+    embedder = make_embedder(settings)
     runner = JobRunner(JobStore(settings.home / "jobs.sqlite"))
     stops = [runner.shutdown, *([engine.stop] if engine is not None else [])]
     if lock is not None:
