@@ -90,7 +90,7 @@ def finetune(
     from finetune.train import TrainConfig, train_lora
     from finetune.transcripts import Conversation
 
-    log = (lambda line: None) if as_json else (echo_err)
+    log = (lambda line: None) if as_json else echo_err
     extra = []
     if from_feedback is not None:
         if not from_feedback.is_file():

@@ -175,30 +175,24 @@ class Indexer:
         if batch.files:
             self._flush(batch, stored, report, state, bar)
         bar.close()
-        if not dry_run:
-            self.manifest.remove(gone)
-            self._delete_leftovers(stored)
         report.removed = len(gone)
         if dry_run:
             for source in gone:
                 log(f"would remove {source}")
+        else:
+            self.manifest.remove(gone)
+            live = self.manifest.all()  # what this run left live: read once, used twice
+            self._delete_leftovers(stored, live)
+            self.manifest.bump()
         for item in report.skipped:
             log(f"skipped {item['source']}: {item['reason']}")
-        if not dry_run:
-            self.manifest.bump()
-        report.chunks = sum(entry.n_chunks for entry in self.manifest.all().values())
+        report.chunks = sum(entry.n_chunks for entry in live.values())
         report.seconds = time.perf_counter() - started
         notify(state)
         return report
 
     def _chunks(self, file: _File) -> list[Chunk]:
-        try:
-            doc = load(file.path, file.source)
-        except LoadError:
-            raise
-        except Exception as exc:  # a parser's own surprise must not stop the whole run
-            raise LoadError(f"unreadable ({type(exc).__name__}: {exc})") from None
-        chunks = self.chunker.split(doc, file.digest)
+        chunks = self.chunker.split(load(file.path, file.source), file.digest)
         if not chunks:
             raise LoadError("no text to index")
         return chunks
@@ -231,14 +225,13 @@ class Indexer:
         bar.set_postfix(chunks=state.chunks)
         batch.clear()
 
-    def _delete_leftovers(self, stored) -> None:
+    def _delete_leftovers(self, stored, live: dict) -> None:
         """Chunks that no live version owns: a killed run's writes, or files gone before."""
-        committed = {s: e.content_hash for s, e in self.manifest.all().items()}
         stale = [
             chunk_id
             for source, versions in stored.items()
             for digest, ids in versions.items()
-            if committed.get(source) != digest
+            if source not in live or live[source].content_hash != digest
             for chunk_id in ids
         ]
         self._delete(stale)

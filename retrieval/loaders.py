@@ -22,6 +22,16 @@ class Document:
 
 
 def load(path: Path, source: str) -> Document:
+    """The document, or LoadError: a parser's own surprise never escapes as anything else."""
+    try:
+        return _load(path, source)
+    except LoadError:
+        raise
+    except Exception as exc:
+        raise LoadError(f"unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _load(path: Path, source: str) -> Document:
     suffix = path.suffix.lower()
     if suffix == ".pdf":
         return _load_pdf(path, source)

@@ -88,8 +88,10 @@ class _KeywordIndex:
         self._lock = threading.Lock()
         self._building = False
 
-    def current(self) -> tuple[BM25, list[str]]:
-        signature = (self.chunks.count(), self.manifest.revision())
+    def current(self, size: int | None = None) -> tuple[BM25, list[str]]:
+        """The index for the collection as it is; ``size`` is its count if already known."""
+        size = self.chunks.count() if size is None else size
+        signature = (size, self.manifest.revision())
         if signature != self.signature:
             if self.bm25 is None or not self.background:
                 self._build(signature)
@@ -150,8 +152,7 @@ class Retriever:
         reranker: Reranker | None = None,
         background_refresh: bool = False,
     ) -> None:
-        if mode not in MODES:
-            raise RetrievalError(f"retrieval mode must be one of {', '.join(MODES)}, not '{mode}'")
+        _check_mode(mode)
         self.client = client
         self.embedder = embedder
         self.default_collection = default_collection
@@ -194,8 +195,7 @@ class Retriever:
             return self._search(self._view(name), query, k, mode or self.mode)
 
     def _search(self, view: _View, query: str, k: int, mode: str) -> list[Hit]:
-        if mode not in MODES:
-            raise RetrievalError(f"retrieval mode must be one of {', '.join(MODES)}, not '{mode}'")
+        _check_mode(mode)
         size = view.chunks.count() if query.strip() else 0
         if size == 0 or k <= 0:
             return []
@@ -220,7 +220,7 @@ class Retriever:
                 found[chunk_id] = _Chunk(text, meta, 1.0 - float(distance))
                 dense.append(chunk_id)
         if mode in {"keyword", "hybrid"}:
-            bm25, ids = view.keyword.current()
+            bm25, ids = view.keyword.current(size)
             keyword = [ids[row] for row, _ in bm25.top(query, n)]
             self._fetch(view, [i for i in keyword if i not in found], vector, found)
         live = view.manifest.live({c.meta["source"] for c in found.values()})
@@ -249,6 +249,11 @@ class Retriever:
         ):
             cosine = float(np.dot(np.asarray(embedding, dtype=np.float32), vector))
             found[chunk_id] = _Chunk(text, meta, cosine)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise RetrievalError(f"retrieval mode must be one of {', '.join(MODES)}, not '{mode}'")
 
 
 def _hit(rank: int, chunk: _Chunk) -> Hit:

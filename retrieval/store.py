@@ -109,7 +109,7 @@ def build_indexer(
     chunk_tokens: int,
     chunk_overlap_tokens: int,
     full: bool = False,
-    flush_chunks: int = 256,
+    flush_chunks: int | None = None,
 ):
     """An Indexer for ``collection``. ``full`` drops it first only when its embedding model
     differs (vectors of two models cannot share a collection); otherwise a full run
@@ -124,9 +124,10 @@ def build_indexer(
     chunk_tokens = min(chunk_tokens, embedder.max_tokens)
     chunker = Chunker(embedder.count_tokens, chunk_tokens, chunk_overlap_tokens)
     chunks = get_collection(client, collection, embedder.name)
-    return Indexer(
-        chunks, Manifest(client, collection), embedder, chunker, flush_chunks=flush_chunks
-    )
+    manifest = Manifest(client, collection)
+    if flush_chunks is None:
+        return Indexer(chunks, manifest, embedder, chunker)
+    return Indexer(chunks, manifest, embedder, chunker, flush_chunks=flush_chunks)
 
 
 class StoreLock:

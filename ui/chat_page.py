@@ -143,6 +143,7 @@ def build_page(
 ):
     """The page, talking to ``api_base`` (…/v1) as ``api_key``; ``model`` is the default."""
     import gradio as gr
+    import openai
 
     client = Client(api_base, api_key)
     link_base = "/v1/sources"
@@ -170,15 +171,11 @@ def build_page(
                     answer += chunk.choices[0].delta.content
                     history[-1] = {"role": "assistant", "content": answer}
                     yield history, answers, gr.update()
-        except Exception as exc:  # openai errors, connection errors: a sentence, never a trace
-            import openai
-
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:  # a sentence, no trace
             if isinstance(exc, openai.APIStatusError):
                 text = _readable(exc)
-            elif isinstance(exc, openai.APIConnectionError):
-                text = "The assistant cannot be reached right now. Please try again in a minute."
             else:
-                raise
+                text = "The assistant cannot be reached right now. Please try again in a minute."
             history[-1] = {"role": "assistant", "content": text}
             yield history, answers, gr.update()
             return

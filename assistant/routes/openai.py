@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def _body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
     limit = request.app.state.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -36,12 +36,12 @@ def _respond(result):
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request):
-    return _respond(await request.app.state.chat.chat(await _body(request)))
+    return _respond(await request.app.state.chat.chat(await read_body(request)))
 
 
 @router.post("/completions")
 async def completions(request: Request):
-    return _respond(await request.app.state.chat.complete(await _body(request)))
+    return _respond(await request.app.state.chat.complete(await read_body(request)))
 
 
 @router.get("/models")
@@ -54,4 +54,4 @@ async def embeddings(request: Request):
     service = request.app.state.embeddings
     if service is None:
         raise APIError(404, "no embedding model is configured on this server")
-    return await service.embed(await _body(request))
+    return await service.embed(await read_body(request))

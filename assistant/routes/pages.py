@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from assistant.errors import APIError
-from assistant.routes.openai import _body
+from assistant.routes.openai import read_body
 
 
 async def require_key(request: Request) -> None:
@@ -24,7 +24,7 @@ async def feedback(request: Request):
     service = request.app.state.feedback
     if service is None:
         raise APIError(503, "this server keeps no feedback store")
-    return JSONResponse(service.add(await _body(request)), status_code=201)
+    return JSONResponse(service.add(await read_body(request)), status_code=201)
 
 
 @router.get("/sources/{path:path}")
