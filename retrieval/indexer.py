@@ -98,6 +98,7 @@ class Indexer:
         *,
         flush_chunks: int = FLUSH_CHUNKS,
         max_batch: int = 5000,
+        headers: bool = False,
     ) -> None:
         self.collection = collection
         self.manifest = manifest
@@ -105,6 +106,7 @@ class Indexer:
         self.chunker = chunker
         self.flush_chunks = flush_chunks
         self.max_batch = max_batch  # Chroma's limit on records per call
+        self.headers = headers  # embed title and heading path with each chunk
 
     def stored(self) -> dict[str, dict[str, list[str]]]:
         """source -> content hash -> ids of its chunks in the collection, live or not."""
@@ -202,7 +204,7 @@ class Indexer:
         pending = batch.pending
         for start in range(0, len(pending), self.max_batch):
             part = pending[start : start + self.max_batch]
-            vectors = self.embedder.embed([c.text for c in part])
+            vectors = self.embedder.embed([c.embedding_text(self.headers) for c in part])
             self.collection.upsert(
                 ids=[c.id for c in part],
                 documents=[c.text for c in part],

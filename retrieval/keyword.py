@@ -66,6 +66,20 @@ class BM25:
             norm = tf + k1 * (1.0 - b + b * lengths[r] / max(avg, 1e-9))
             self.postings[term] = Posting(r, (idf * tf * (k1 + 1.0) / norm).astype(np.float32))
 
+    def rare_codes(self, query: str, max_share: float = 0.01) -> list[str]:
+        """The query's code-like tokens (TP-204, 0x80070005, NO_PUBKEY, AH00124, /etc/fstab)
+        that few chunks contain: where exact matching beats any paraphrase."""
+        text = query.lower()
+        candidates = set(COMPOUND.findall(text)) | {
+            w
+            for w in WORD.findall(text)
+            if any(c.isdigit() for c in w) and (any(c.isalpha() for c in w) or len(w) >= 3)
+        }
+        limit = max(1, int(max_share * self.size))
+        return sorted(
+            t for t in candidates if t in self.postings and len(self.postings[t].rows) <= limit
+        )
+
     def top(self, query: str, n: int) -> list[tuple[int, float]]:
         """The ``n`` best (position, score) pairs; chunks sharing no term are never returned."""
         terms = [t for t in set(tokenize(query)) if t in self.postings]

@@ -1,9 +1,11 @@
 """Search the indexed docs: passages with score, source, title, section and page for citing.
 
 Three modes: ``dense`` (embedding similarity in Chroma), ``keyword`` (BM25 over the same
-chunks) and ``hybrid`` (both, fused by reciprocal rank), optionally reranked by a
-cross-encoder. Only live chunks are returned (see ``retrieval.manifest``), so a reindex in
-progress or one that was killed never shows two versions of a document. Every hit's
+chunks) and ``hybrid`` (both, fused as ``retrieval.fusion`` describes), optionally reranked
+by a cross-encoder; then at most ``per_document`` passages of each document are kept. The
+query is first cleaned of greetings and sign-offs (``retrieval.query``). Only live chunks
+are returned (see ``retrieval.manifest``), so a reindex in progress or one that was killed
+never shows two versions of a document. Every hit's
 ``score`` is the cosine similarity of its chunk to the query, whatever ranked it, so one
 abstain threshold works in every mode.
 """
@@ -19,11 +21,13 @@ import numpy as np
 
 from retrieval.embeddings import Embedder
 from retrieval.errors import RetrievalError
+from retrieval.fusion import FUSIONS, convex, diversify, rrf
 from retrieval.keyword import BM25
 from retrieval.manifest import SUFFIX, Manifest, get_all
+from retrieval.query import clean_query
+from retrieval.store import check_dimension
 
 MODES = ("dense", "keyword", "hybrid")
-RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
 SLACK = 10  # extra dense results fetched in case some are not live
 
 
@@ -53,15 +57,6 @@ class Hit:
 
 class Reranker(Protocol):
     def score(self, query: str, texts: list[str]) -> list[float]: ...
-
-
-def rrf(rankings: list[list[str]], k: int = RRF_K) -> list[str]:
-    """Reciprocal rank fusion: each list adds 1/(k + rank) to an id's score."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(scores, key=lambda item: -scores[item])
 
 
 @dataclass
@@ -148,16 +143,26 @@ class Retriever:
         default_collection: str = "docs",
         *,
         mode: str = "hybrid",
-        candidates: int = 20,
+        candidates: int = 50,
+        fusion: str = "convex",
+        keyword_weight: float = 0.1,
+        code_weight: float = 0.3,
+        per_document: int | None = 1,
         reranker: Reranker | None = None,
         background_refresh: bool = False,
     ) -> None:
         _check_mode(mode)
+        if fusion not in FUSIONS:
+            raise RetrievalError(f"fusion must be one of {', '.join(FUSIONS)}, not '{fusion}'")
         self.client = client
         self.embedder = embedder
         self.default_collection = default_collection
         self.mode = mode
         self.candidates = candidates
+        self.fusion = fusion
+        self.keyword_weight = keyword_weight
+        self.code_weight = code_weight
+        self.per_document = per_document
         self.reranker = reranker
         self.background_refresh = background_refresh
         self._views: dict[str, _View] = {}
@@ -172,6 +177,7 @@ class Retriever:
                     raise RetrievalError(
                         f"collection '{name}' was built with '{stored}', not '{self.embedder.name}'"
                     )
+                check_dimension(view.chunks, self.embedder)
                 self._views[name] = view
             return self._views[name]
 
@@ -196,14 +202,16 @@ class Retriever:
 
     def _search(self, view: _View, query: str, k: int, mode: str) -> list[Hit]:
         _check_mode(mode)
-        size = view.chunks.count() if query.strip() else 0
+        query = clean_query(query)
+        size = view.chunks.count() if query else 0
         if size == 0 or k <= 0:
             return []
         n = max(k, self.candidates)
-        vector = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
+        vector = np.asarray(self.embedder.embed_query([query])[0], dtype=np.float32)
         found: dict[str, _Chunk] = {}
         dense: list[str] = []
-        keyword: list[str] = []
+        keyword: dict[str, float] = {}
+        weight = self.keyword_weight
         if mode in {"dense", "hybrid"}:
             result = view.chunks.query(
                 query_embeddings=[vector.tolist()],
@@ -221,7 +229,9 @@ class Retriever:
                 dense.append(chunk_id)
         if mode in {"keyword", "hybrid"}:
             bm25, ids = view.keyword.current(size)
-            keyword = [ids[row] for row, _ in bm25.top(query, n)]
+            keyword = {ids[row]: score for row, score in bm25.top(query, n)}
+            if bm25.rare_codes(query):
+                weight = max(weight, self.code_weight)
             self._fetch(view, [i for i in keyword if i not in found], vector, found)
         live = view.manifest.live({c.meta["source"] for c in found.values()})
 
@@ -232,11 +242,20 @@ class Retriever:
             return live.get(chunk.meta["source"]) == chunk.meta["content_hash"]
 
         dense = [i for i in dense if alive(i)][:n]
-        keyword = [i for i in keyword if alive(i)][:n]
-        order = {"dense": dense, "keyword": keyword}.get(mode) or rrf([dense, keyword])
+        ranked = [i for i in keyword if alive(i)][:n]  # BM25 order, best first
+        if mode == "dense":
+            order = dense
+        elif mode == "keyword":
+            order = ranked
+        elif self.fusion == "rrf":
+            order = rrf([dense, ranked])
+        else:
+            candidates = {i: found[i].cosine for i in dict.fromkeys(dense + ranked)}
+            order = convex(candidates, {i: keyword[i] for i in ranked}, weight)
         if self.reranker is not None and order:
             scores = self.reranker.score(query, [found[i].text for i in order])
             order = [i for _, i in sorted(zip(scores, order, strict=True), key=lambda p: -p[0])]
+        order = diversify(order, lambda i: found[i].meta["source"], self.per_document)
         return [_hit(rank, found[i]) for rank, i in enumerate(order[:k], start=1)]
 
     @staticmethod

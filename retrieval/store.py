@@ -63,6 +63,21 @@ def get_collection(client, name: str, embedding_model: str):
     return collection
 
 
+def check_dimension(collection, embedder) -> None:
+    """Vectors of another size than the store's cannot be searched or added: say so first."""
+    dimension = getattr(embedder, "dimension", None)
+    if dimension is None or collection.count() == 0:
+        return
+    sample = collection.peek(1)["embeddings"]
+    stored = len(sample[0]) if sample is not None and len(sample) else None
+    if stored and stored != dimension:
+        raise RetrievalError(
+            f"collection '{collection.name}' holds {stored}-dimensional vectors, but "
+            f"'{embedder.name}' makes {dimension}-dimensional ones; reindex with --full or "
+            "use another collection"
+        )
+
+
 def drop_collection(client, name: str) -> None:
     """Delete a collection and its manifest; absent ones are fine."""
     from retrieval.manifest import SUFFIX
@@ -110,6 +125,7 @@ def build_indexer(
     chunk_overlap_tokens: int,
     full: bool = False,
     flush_chunks: int | None = None,
+    headers: bool = False,
 ):
     """An Indexer for ``collection``. ``full`` drops it first only when its embedding model
     differs (vectors of two models cannot share a collection); otherwise a full run
@@ -124,10 +140,11 @@ def build_indexer(
     chunk_tokens = min(chunk_tokens, embedder.max_tokens)
     chunker = Chunker(embedder.count_tokens, chunk_tokens, chunk_overlap_tokens)
     chunks = get_collection(client, collection, embedder.name)
+    check_dimension(chunks, embedder)
     manifest = Manifest(client, collection)
     if flush_chunks is None:
-        return Indexer(chunks, manifest, embedder, chunker)
-    return Indexer(chunks, manifest, embedder, chunker, flush_chunks=flush_chunks)
+        return Indexer(chunks, manifest, embedder, chunker, headers=headers)
+    return Indexer(chunks, manifest, embedder, chunker, flush_chunks=flush_chunks, headers=headers)
 
 
 class StoreLock:

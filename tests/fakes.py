@@ -140,5 +140,8 @@ class FakeEmbedder:
     def embed(self, texts: list[str]) -> list[list[float]]:
         return [[float(t.count("a")), float(t.count("e")), float(len(t))] for t in texts]
 
+    def embed_query(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts)
+
     def count_tokens(self, text: str) -> int:
         return len(text.split())

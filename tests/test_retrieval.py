@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from retrieval.keyword import BM25, tokenize
-from retrieval.retriever import rrf
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -31,11 +30,6 @@ def test_bm25_ranks_exact_terms_and_skips_unrelated():
     assert ranked[0][0] == 1
     assert 2 not in [row for row, _ in ranked]  # shares no term with the query
     assert bm25.top("nothing matches zebra", 3) == []
-
-
-def test_rrf_rewards_agreement():
-    assert rrf([["a", "b", "c"], ["b", "x", "a"]])[:2] == ["b", "a"]
-    assert rrf([["a"], []]) == ["a"]
 
 
 @pytest.fixture(scope="module")
@@ -202,10 +196,12 @@ def test_cross_encoder_reranker_reorders_candidates(tmp_path, store, embedder):
     )
     make_indexer(store, embedder).run([docs], progress=False)
     # every fused candidate (up to 2 x 8) is a candidate for reranking
-    plain = Retriever(store, embedder, candidates=8).search("reset my password", 16)
-    reranked = Retriever(store, embedder, candidates=8, reranker=reranker).search(
-        "reset my password", 8
+    plain = Retriever(store, embedder, candidates=8, per_document=None).search(
+        "reset my password", 16
     )
+    reranked = Retriever(
+        store, embedder, candidates=8, per_document=None, reranker=reranker
+    ).search("reset my password", 8)
     assert len(reranked) == 8 and {h.text for h in reranked} <= {h.text for h in plain}
     scores = reranker.score("reset my password", [h.text for h in reranked])
     assert scores == sorted(scores, reverse=True)
