@@ -15,7 +15,7 @@ ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 # does not already find that wheel locally.
 PIP := $(BIN)/python -m pip
 
-.PHONY: install browser demo test lint format clean
+.PHONY: install browser corpora demo test lint format clean
 
 install: $(STAMP)
 
@@ -38,6 +38,15 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	else echo "browser tests need: sudo apt-get install chromium chromium-driver"; fi
 
+# A public manual nobody here wrote, for the retrieval quality floors (tests skip, with the
+# reason, where it cannot be installed). The other corpora of data/eval/public/corpora.json
+# are for `python bench/retrieval_quality.py`: apt-get install apache2-doc debian-reference-en.
+corpora:
+	@if [ -d /usr/share/doc/debian-handbook/html/en-US ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debian-handbook; \
+	else echo "retrieval floor tests need: sudo apt-get install debian-handbook"; fi
+
 # The admin tab wants ASSISTANT_ADMIN_KEY; without one, the demo makes one up and prints it.
 demo: install
 	@if [ -z "$$ASSISTANT_MODEL" ]; then $(BIN)/assistant demo-model --output $(DEMO_MODEL); fi
@@ -47,7 +56,7 @@ demo: install
 	ASSISTANT_ADMIN_KEY="$$key" ASSISTANT_COMPANY_NAME="$${ASSISTANT_COMPANY_NAME:-Fennmoor Logistics}" \
 	  $(BIN)/assistant serve
 
-test: install browser
+test: install browser corpora
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -22,6 +22,7 @@ from assistant.grounder import Grounder
 from assistant.grounding import Index, PromptBuilder
 from assistant.index_service import IndexService
 from assistant.metrics import Metrics, RequestMetrics
+from assistant.query_expansion import HydeExpander
 from assistant.settings import Settings
 from assistant.upstream import Upstream
 from retrieval.embeddings import Embedder
@@ -81,6 +82,8 @@ def create_app(
         max_chars=settings.retrieval_max_chars,
         enabled=settings.retrieval_enabled and index is not None,
         observe=metrics.retrieval.observe,
+        expand=HydeExpander(upstream, settings.model_name),
+        hyde=settings.retrieval_hyde,
     )
     app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics)
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from assistant.errors import APIError
@@ -40,6 +40,8 @@ class Grounder:
         max_chars: int = 3000,
         enabled: bool = True,
         observe: Callable[[float], None] | None = None,
+        expand: Callable[[str], Awaitable[str]] | None = None,
+        hyde: bool = False,
     ) -> None:
         self.index = index
         self.prompts = prompts
@@ -48,6 +50,8 @@ class Grounder:
         self.max_chars = max_chars
         self.enabled = enabled
         self.observe = observe or (lambda seconds: None)
+        self.expand = expand  # HyDE through the served model (assistant.query_expansion)
+        self.hyde = hyde  # whether to expand when the request does not say
 
     async def ground(self, messages: list[dict], options=None) -> Grounding | None:
         """``None`` when retrieval is off for this request; else the grounded messages."""
@@ -56,7 +60,11 @@ class Grounder:
             return None
         k = options.k if options is not None and options.k else self.k
         collection = options.collection if options is not None else None
-        passages = await self._search(search_query(messages), k, collection)
+        query = search_query(messages)
+        hyde = self.hyde if options is None or options.hyde is None else options.hyde
+        if hyde and self.expand is not None and query:
+            query = await self.expand(query)
+        passages = await self._search(query, k, collection)
         kept, used = [], 0
         for hit in passages:
             if hit.score < self.min_score or (kept and used + len(hit.text) > self.max_chars):

@@ -20,6 +20,10 @@ class RetrievalOptions(BaseModel):
     enabled: bool = Field(True, description="Ground the answer in the indexed docs.")
     k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve [retrieval_k].")
     collection: str | None = Field(None, description="Chroma collection to search.")
+    hyde: bool | None = Field(
+        None,
+        description="Search with a passage the model writes first (HyDE) [retrieval_hyde].",
+    )
 
 
 class ChatCompletionRequest(BaseModel):

@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     )
     chunk_overlap_tokens: int = Field(30, ge=0, description="Overlap between adjacent chunks.")
     chunk_headers: bool = Field(
-        False,
+        True,
         description="Embed each chunk with its document title and heading path in front "
         "(contextual chunk headers). Changing it needs `index --full`.",
     )
@@ -188,7 +188,7 @@ class Settings(BaseSettings):
         "reciprocal rank fusion (ranks only).",
     )
     retrieval_keyword_weight: float = Field(
-        0.1,
+        0.2,
         ge=0,
         le=5,
         description="Weight of the keyword side in convex fusion: the most the best BM25 "
@@ -210,6 +210,12 @@ class Settings(BaseSettings):
     )
     retrieval_candidates: int = Field(
         50, ge=1, le=500, description="Candidates each ranking contributes before fusion."
+    )
+    retrieval_hyde: bool = Field(
+        False,
+        description="Before searching, ask the served model for a short passage that would "
+        "answer the question (HyDE) and search with question + passage. One extra generation "
+        "per question; helps only with a capable model.",
     )
     reranker_model: str | None = Field(
         None,

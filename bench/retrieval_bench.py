@@ -40,7 +40,8 @@ def chunk_texts(docs: Path, embedder) -> list[str]:
     texts = []
     for file in scan([docs], IndexReport()).values():
         try:
-            texts += [c.text for c in chunker.split(load(file.path, file.source), file.digest)]
+            chunks = chunker.split(load(file.path, file.source), file.digest)
+            texts += [c.embedding_text(True) for c in chunks]  # what the indexer embeds
         except LoadError:
             continue
     return texts

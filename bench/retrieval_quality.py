@@ -87,9 +87,10 @@ def plot(report: dict, path: Path) -> None:
         ax.set_ylim(0, 1.05)
         info = report["corpora"][name]
         ax.set_title(f"{name}\n{info['questions']} questions, {info['chunks']} chunks", fontsize=9)
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
     fig.suptitle(f"Retrieval quality ({report['set']} questions), top {report['k']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 

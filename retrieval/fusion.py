@@ -29,9 +29,15 @@ def rrf(rankings: list[list[str]], k: int = RRF_K) -> list[str]:
     return sorted(scores, key=lambda item: -scores[item])
 
 
-def convex(cosine: dict[str, float], keyword: dict[str, float], weight: float) -> list[str]:
-    """Ids of ``cosine`` (every candidate) by cosine + weight * keyword / best keyword."""
-    best = max(keyword.values(), default=0.0)
+def convex(
+    cosine: dict[str, float],
+    keyword: dict[str, float],
+    weight: float,
+    best: float | None = None,
+) -> list[str]:
+    """Ids of ``cosine`` (every candidate) by cosine + weight * keyword / best keyword score
+    (``best``: the query's best BM25 score, by default the best in ``keyword``)."""
+    best = max(keyword.values(), default=0.0) if best is None else best
     scale = weight / best if best > 0 else 0.0
 
     def score(item: str) -> float:

@@ -62,6 +62,13 @@ class _File:
     digest: str
 
 
+def document_version(file_digest: str, recipe: str) -> str:
+    """The version a document is indexed under: its bytes and the recipe that embedded them."""
+    if not recipe:
+        return file_digest
+    return hashlib.sha256(f"{file_digest}|{recipe}".encode()).hexdigest()
+
+
 def scan(roots: Iterable[Path], report: IndexReport) -> dict[str, _File]:
     """Supported files under ``roots`` keyed by source (path relative to its root)."""
     files: dict[str, _File] = {}
@@ -98,7 +105,8 @@ class Indexer:
         *,
         flush_chunks: int = FLUSH_CHUNKS,
         max_batch: int = 5000,
-        headers: bool = False,
+        headers: bool = True,
+        recipe: str = "",
     ) -> None:
         self.collection = collection
         self.manifest = manifest
@@ -107,6 +115,10 @@ class Indexer:
         self.flush_chunks = flush_chunks
         self.max_batch = max_batch  # Chroma's limit on records per call
         self.headers = headers  # embed title and heading path with each chunk
+        # How text becomes vectors (loader version, chunk sizes, headers, prefix). It is part
+        # of each document's version, so changing it re-embeds every file on the next run,
+        # crash-safe like any other change, instead of leaving vectors of the old recipe.
+        self.recipe = recipe
 
     def stored(self) -> dict[str, dict[str, list[str]]]:
         """source -> content hash -> ids of its chunks in the collection, live or not."""
@@ -130,6 +142,8 @@ class Indexer:
         started = time.perf_counter()
         report = IndexReport(dry_run=dry_run)
         files = scan(roots, report)
+        for file in files.values():
+            file.digest = document_version(file.digest, self.recipe)
         live = self.manifest.all()
         stored = self.stored()
         todo: list[tuple[_File, bool]] = []  # (file, live before this run)

@@ -31,6 +31,17 @@ def _stem(word: str) -> str:
     return word
 
 
+def _is_code(token: str) -> bool:
+    """NO_PUBKEY, tp-204, 0x80070005, ah00124, 404; not 5s, ipv6, 2am or plain words."""
+    if "_" in token:
+        return True
+    digits = sum(c.isdigit() for c in token)
+    letters = sum(c.isalpha() for c in token)
+    if any(sep in token for sep in "-./:"):
+        return (digits >= 1 and letters >= 1) or digits >= 3
+    return (digits >= 2 and letters >= 1) or (digits >= 3 and letters == 0)
+
+
 def tokenize(text: str) -> list[str]:
     text = text.lower()
     words = [_stem(w) for w in WORD.findall(text) if w not in STOPWORDS]
@@ -67,17 +78,14 @@ class BM25:
             self.postings[term] = Posting(r, (idf * tf * (k1 + 1.0) / norm).astype(np.float32))
 
     def rare_codes(self, query: str, max_share: float = 0.01) -> list[str]:
-        """The query's code-like tokens (TP-204, 0x80070005, NO_PUBKEY, AH00124, /etc/fstab)
+        """The query's code-like tokens (TP-204, 0x80070005, NO_PUBKEY, AH00124, port 8080)
         that few chunks contain: where exact matching beats any paraphrase."""
         text = query.lower()
-        candidates = set(COMPOUND.findall(text)) | {
-            w
-            for w in WORD.findall(text)
-            if any(c.isdigit() for c in w) and (any(c.isalpha() for c in w) or len(w) >= 3)
-        }
         limit = max(1, int(max_share * self.size))
         return sorted(
-            t for t in candidates if t in self.postings and len(self.postings[t].rows) <= limit
+            t
+            for t in set(COMPOUND.findall(text)) | set(WORD.findall(text))
+            if _is_code(t) and t in self.postings and len(self.postings[t].rows) <= limit
         )
 
     def top(self, query: str, n: int) -> list[tuple[int, float]]:

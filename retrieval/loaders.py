@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"}
+# Bumped whenever the text extracted from a file changes (2: DocBook notes kept, DocBook
+# navigation dropped); the indexer then re-embeds every file once.
+LOADER_VERSION = 2
 
 
 class LoadError(Exception):
@@ -62,13 +65,18 @@ def _title_from_name(path: Path) -> str:
     return path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
 
 
-BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "aside", "noscript", "form"]
+BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "noscript", "form"]
 # class or id words that mark navigation and page furniture, not content
 BOILERPLATE = re.compile(
-    r"(?:^|[-_ ])(?:nav|navbar|navigation|docnav|menu|breadcrumbs?|sidebar|footer|cookies?|"
+    r"(?:^|[-_ ])(?:nav|navbar|navheader|navfooter|navigation|docnav|menu|breadcrumbs?|footer|"
+    r"cookies?|"
     r"skip|toc|pager|pagination)(?:$|[-_ ])",
     re.IGNORECASE,
 )
+# Words and tags that mark a site's link column as often as a manual's boxed note: DocBook
+# puts every TIP, NOTE and CULTURE box of the Debian handbook (97 of its 127 pages) in a
+# <div class="sidebar">. Such an element is furniture only when it is mostly links.
+AMBIGUOUS = re.compile(r"(?:^|[-_ ])(?:sidebar|aside)(?:$|[-_ ])", re.IGNORECASE)
 BLOCKS = {
     "address", "article", "blockquote", "caption", "dd", "div", "dl", "dt", "figcaption",
     "figure", "li", "main", "ol", "p", "pre", "section", "table", "tbody", "thead", "tr", "ul",
@@ -91,7 +99,8 @@ def _html_to_text(raw: str) -> tuple[str | None, str]:
         if tag.decomposed or tag.attrs is None:
             continue
         marks = " ".join([*tag.get("class", []), tag.get("id", "") or "", tag.get("role", "")])
-        if BOILERPLATE.search(marks) or tag.get("aria-hidden") == "true":
+        furniture = BOILERPLATE.search(marks) or tag.get("aria-hidden") == "true"
+        if furniture or ((tag.name == "aside" or AMBIGUOUS.search(marks)) and _mostly_links(tag)):
             tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
     out: list[str] = []
@@ -100,6 +109,13 @@ def _html_to_text(raw: str) -> tuple[str | None, str]:
     text = "\n".join(line for line in lines if line and line not in {"-", "|"})
     h1 = root.find("h1")
     return (title or (h1.get_text(" ", strip=True) if h1 else None)), text.strip()
+
+
+def _mostly_links(tag) -> bool:
+    """Navigation, not a note: little text, or most of it inside links."""
+    text = len(tag.get_text(" ", strip=True))
+    linked = sum(len(a.get_text(" ", strip=True)) for a in tag.find_all("a"))
+    return text < 40 or linked > 0.5 * text
 
 
 def _walk(node, out: list[str], pre: bool = False) -> None:

@@ -145,7 +145,7 @@ class Retriever:
         mode: str = "hybrid",
         candidates: int = 50,
         fusion: str = "convex",
-        keyword_weight: float = 0.1,
+        keyword_weight: float = 0.2,
         code_weight: float = 0.3,
         per_document: int | None = 1,
         reranker: Reranker | None = None,
@@ -232,7 +232,10 @@ class Retriever:
             keyword = {ids[row]: score for row, score in bm25.top(query, n)}
             if bm25.rare_codes(query):
                 weight = max(weight, self.code_weight)
-            self._fetch(view, [i for i in keyword if i not in found], vector, found)
+            missing = [i for i in keyword if i not in found]
+            if mode == "hybrid" and self.fusion == "convex" and self.reranker is None:
+                missing = self._worth_fetching(view, missing, dense, found, keyword, weight, k)
+            self._fetch(view, missing, vector, found)
         live = view.manifest.live({c.meta["source"] for c in found.values()})
 
         def alive(chunk_id: str) -> bool:
@@ -251,12 +254,44 @@ class Retriever:
             order = rrf([dense, ranked])
         else:
             candidates = {i: found[i].cosine for i in dict.fromkeys(dense + ranked)}
-            order = convex(candidates, {i: keyword[i] for i in ranked}, weight)
+            best = max(keyword.values(), default=0.0)
+            order = convex(candidates, {i: keyword[i] for i in ranked}, weight, best)
         if self.reranker is not None and order:
             scores = self.reranker.score(query, [found[i].text for i in order])
             order = [i for _, i in sorted(zip(scores, order, strict=True), key=lambda p: -p[0])]
         order = diversify(order, lambda i: found[i].meta["source"], self.per_document)
         return [_hit(rank, found[i]) for rank, i in enumerate(order[:k], start=1)]
+
+    def _worth_fetching(
+        self, view: _View, missing: list[str], dense: list[str], found: dict, keyword: dict,
+        weight: float, k: int,
+    ) -> list[str]:  # fmt: skip
+        """The keyword-only candidates that could still reach the top k (exact pruning).
+
+        A chunk the dense search did not return has a cosine at most that of the last one
+        it did return, so its fused score is at most that cosine plus its keyword share.
+        Fetching its vector (the costly part at 100k chunks) is pointless when even that
+        bound is below the k-th document already in hand.
+        """
+        if not missing or not dense or not keyword:
+            return missing
+        best = max(keyword.values())
+        live = view.manifest.live({found[i].meta["source"] for i in dense})
+        current = [
+            (found[i].cosine + weight * keyword.get(i, 0.0) / best, i)
+            for i in dense
+            if live.get(found[i].meta["source"]) == found[i].meta["content_hash"]
+        ]
+        current.sort(reverse=True)
+        kept = diversify(
+            (i for _, i in current), lambda i: found[i].meta["source"], self.per_document
+        )
+        if len(kept) < k:
+            return missing
+        score = dict((i, f) for f, i in current)
+        threshold = score[kept[k - 1]]
+        floor = min(found[i].cosine for i in dense)
+        return [i for i in missing if floor + weight * keyword[i] / best > threshold]
 
     @staticmethod
     def _fetch(view: _View, ids: list[str], vector: np.ndarray, found: dict) -> None:

@@ -125,7 +125,7 @@ def build_indexer(
     chunk_overlap_tokens: int,
     full: bool = False,
     flush_chunks: int | None = None,
-    headers: bool = False,
+    headers: bool = True,
 ):
     """An Indexer for ``collection``. ``full`` drops it first only when its embedding model
     differs (vectors of two models cannot share a collection); otherwise a full run
@@ -142,9 +142,19 @@ def build_indexer(
     chunks = get_collection(client, collection, embedder.name)
     check_dimension(chunks, embedder)
     manifest = Manifest(client, collection)
-    if flush_chunks is None:
-        return Indexer(chunks, manifest, embedder, chunker, headers=headers)
-    return Indexer(chunks, manifest, embedder, chunker, flush_chunks=flush_chunks, headers=headers)
+    prefix = getattr(embedder, "passage_prefix", "")
+    recipe = index_recipe(chunk_tokens, chunk_overlap_tokens, headers, prefix)
+    options = {"headers": headers, "recipe": recipe}
+    if flush_chunks is not None:
+        options["flush_chunks"] = flush_chunks
+    return Indexer(chunks, manifest, embedder, chunker, **options)
+
+
+def index_recipe(chunk_tokens: int, overlap_tokens: int, headers: bool, prefix: str) -> str:
+    """How files become vectors; part of every document's version (see ``Indexer``)."""
+    from retrieval.loaders import LOADER_VERSION
+
+    return f"loader{LOADER_VERSION}|{chunk_tokens}/{overlap_tokens}|h{int(headers)}|{prefix}"
 
 
 class StoreLock:

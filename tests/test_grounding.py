@@ -155,3 +155,30 @@ def test_template_file_renders_both_prompts():
     assert "ACME" in prompts.system_prompt([])
     hit = Hit(1, "x.md", "X", "Intro", None, 0.9, "Body {with braces}")
     assert "Body {with braces}" in prompts.system_prompt([hit])
+
+
+def test_hyde_searches_with_the_models_passage_and_survives_its_failure(upstream, index):
+    """With retrieval_hyde on, the served model writes a passage first; the search gets the
+    question and that passage. If the model fails, the question alone is searched."""
+    settings = load_settings(company_name="Fennmoor Logistics", retrieval_hyde=True)
+    with TestClient(create_app(settings, upstream=upstream, index=index)) as c:
+        body = c.post("/v1/chat/completions", json=ASK).json()
+        assert body["grounded"] is True
+        hyde_path, hyde_body = upstream.requests[0]
+        assert hyde_path == "/v1/chat/completions" and hyde_body["max_tokens"] == 96
+        assert "documentation" in hyde_body["messages"][0]["content"]
+        query = index.queries[-1][0]
+        assert query.startswith("VPN says TP-204\n") and len(query) > len("VPN says TP-204\n")
+        upstream.engine_state = "starting"  # the expansion call fails with 503 ...
+        c.post("/v1/chat/completions", json=ASK)
+        assert index.queries[-1][0] == "VPN says TP-204"  # ... and the search goes on without it
+
+
+def test_hyde_per_request_overrides_the_setting(client, upstream, index):
+    ask = {**ASK, "retrieval": {"hyde": True}}
+    assert client.post("/v1/chat/completions", json=ask).status_code == 200
+    assert index.queries[-1][0].startswith("VPN says TP-204\n")
+    assert client.post("/v1/chat/completions", json=ASK).status_code == 200
+    assert index.queries[-1][0] == "VPN says TP-204"  # setting off: no expansion
+    bad = client.post("/v1/chat/completions", json={**ASK, "retrieval": {"hyde": "maybe"}})
+    assert bad.status_code == 400

@@ -12,7 +12,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"
 
 
-def index(docs: Path, store: Path, *extra: str):
+def index(docs: Path, store: Path, *extra: str, env: dict | None = None):
     result = subprocess.run(
         [
             sys.executable,
@@ -27,7 +27,7 @@ def index(docs: Path, store: Path, *extra: str):
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -228,3 +228,48 @@ def test_index_refuses_a_store_that_a_server_holds(docs, tmp_path):
         )
     assert result.returncode == 1
     assert "in use by assistant serve" in result.stderr and "/v1/admin/reindex" in result.stderr
+
+
+def test_html_keeps_boxed_notes_and_drops_link_columns(tmp_path):
+    """DocBook's <div class="sidebar"> is a TIP box (content); a site's sidebar of links
+    is navigation. Link density tells them apart."""
+    from retrieval.loaders import load
+
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>APT</title></head><body>"
+        '<div class="navheader"><a href="a.html">Prev</a> <a href="b.html">Next</a></div>'
+        '<div class="sidebar"><a href="x.html">Home</a> <a href="y.html">Install</a> '
+        '<a href="z.html">Networking and firewall setup</a></div>'
+        "<h1>The apt-file command</h1><p>apt-file search lists packages that contain a file.</p>"
+        '<div class="sidebar"><p class="title"><strong>TIP</strong> Listing a package contents'
+        "</p><p>Similar to apt-file list, dpkg -L package lists all files of an installed "
+        "package; dpkg -S file finds which installed package a local file belongs to.</p></div>"
+        '<aside class="note"><p>Run apt-file update first: the database starts empty.</p></aside>'
+        '<aside><a href="1">One</a> <a href="2">Two</a> <a href="3">Three</a></aside>'
+        "</body></html>"
+    )
+    text = load(page, "page.html").text
+    assert "dpkg -S file finds which installed package" in text
+    assert "Run apt-file update first" in text
+    assert "apt-file search lists packages" in text
+    for furniture in ("Prev", "Networking and firewall setup", "Three"):
+        assert furniture not in text
+
+
+def test_changed_chunk_settings_re_embed_every_file_and_leave_no_stale_chunk(docs, tmp_path):
+    """Chunk size, overlap, headers and prefix are part of each document's version: a change
+    re-embeds everything on the next plain run, and the old chunks go."""
+    from retrieval.store import open_client
+
+    store = tmp_path / "store"
+    first, _ = index(docs, store)
+    smaller, _ = index(docs, store, env={"ASSISTANT_CHUNK_TOKENS": "96"})
+    assert (smaller["updated"], smaller["unchanged"]) == (3, 0)
+    assert smaller["chunks"] > first["chunks"] and smaller["embedded"] == smaller["chunks"]
+    client = open_client(store)
+    assert client.get_collection("docs").count() == smaller["chunks"]  # no stale chunk left
+    again, _ = index(
+        docs, store, env={"ASSISTANT_CHUNK_TOKENS": "96", "ASSISTANT_CHUNK_HEADERS": "0"}
+    )
+    assert (again["updated"], again["unchanged"]) == (3, 0)

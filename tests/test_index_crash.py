@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.indexer import document_version
+from retrieval.store import index_recipe
+
 DATA_DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "ASSISTANT_INDEX_BATCH_CHUNKS": "16"}
 
@@ -30,7 +33,9 @@ def run_index(docs: Path, store: Path) -> subprocess.Popen:
 
 def digests(docs: Path) -> dict[str, str]:
     return {
-        p.relative_to(docs).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        p.relative_to(docs).as_posix(): document_version(
+            hashlib.sha256(p.read_bytes()).hexdigest(), index_recipe(200, 30, True, "")
+        )
         for p in docs.rglob("*")
         if p.is_file()
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -232,3 +233,30 @@ def test_question_file_errors_name_the_line(tmp_path):
     path.write_text('{"question": "vpn?", "gold": ["a.md"]}\n{"question": "x"}\n')
     with pytest.raises(RetrievalError, match=r"q.jsonl:2"):
         load_questions(path)
+
+
+def test_pruning_keyword_candidates_changes_no_result(tmp_path, store, embedder, monkeypatch):
+    """Hybrid skips fetching keyword-only candidates that cannot reach the top k; the
+    results must be exactly those of fetching them all."""
+    from retrieval.retriever import Retriever
+
+    make_indexer(store, embedder).run([DATA / "docs"], progress=False)
+    lines = (DATA / "eval" / "retrieval.jsonl").read_text().splitlines()
+    queries = [json.loads(line)["question"] for line in lines[:25]]
+    queries += ["TP-204", "printer toner FID-460 error", "vpn"]
+    pruned = Retriever(store, embedder, candidates=10)
+    fetched: list[int] = []
+    original = Retriever._fetch
+
+    def counting(view, ids, vector, found):
+        fetched.append(len(ids))
+        return original(view, ids, vector, found)
+
+    monkeypatch.setattr(Retriever, "_fetch", staticmethod(counting))
+    fast = {q: [(h.source, h.text) for h in pruned.search(q, 4)] for q in queries}
+    pruned_fetches = sum(fetched)
+    monkeypatch.setattr(Retriever, "_worth_fetching", lambda self, view, missing, *a: missing)
+    fetched.clear()
+    full = Retriever(store, embedder, candidates=10)
+    assert {q: [(h.source, h.text) for h in full.search(q, 4)] for q in queries} == fast
+    assert pruned_fetches < sum(fetched)  # it did skip some

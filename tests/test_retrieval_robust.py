@@ -188,3 +188,44 @@ def test_eval_retrieval_compare_prints_the_naive_row(indexed, tmp_path):
     summary = json.loads(as_json.stdout.strip().splitlines()[-1])
     assert set(summary["modes"]) == {"naive", "dense", "keyword", "hybrid"}
     assert summary["modes"]["hybrid"]["recall@5"] == 1.0
+
+
+def test_finetune_embeddings_keeps_the_model_only_when_it_wins(tmp_path):
+    """The real command on a slice of the sample: pairs mined from transcripts, judged on
+    held-out questions before and after; written only if it wins (or with --force)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in sorted(p.name for p in (DATA / "docs").glob("*.md"))[:12]:
+        shutil.copy(DATA / "docs" / name, docs / name)
+    out = tmp_path / "adapted"
+    args = ["finetune", "embeddings", "--docs", str(docs), "--output", str(out)]
+    args += ["--transcripts", str(DATA / "transcripts" / "chats.jsonl"), "--json"]
+    result = run(*args, "--min-score", "0.4", "--eval-fraction", "0.4", timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["pairs"] >= 10 and report["train_pairs"] >= 5 and report["probes"] >= 3
+    for key in ("mrr_before", "mrr_after", "recall@5_before", "recall@5_after"):
+        assert 0 <= report[key] <= 1
+    wins = report["mrr_after"] > report["mrr_before"] and (
+        report["recall@5_after"] >= report["recall@5_before"]
+    )
+    assert report["wins"] == wins and report["kept"] == wins
+    assert (out / "config_sentence_transformers.json").exists() == wins
+    if not wins:
+        forced = run(*args, "--min-score", "0.4", "--eval-fraction", "0.4", "--force")
+        assert json.loads(forced.stdout.strip().splitlines()[-1])["kept"] is True
+        assert (out / "config_sentence_transformers.json").exists()
+    # The adapted folder is a model `index --embedding-model` takes.
+    indexed = run("index", str(docs), "--store", str(tmp_path / "store"), "--json",
+                  "--embedding-model", str(out))  # fmt: skip
+    assert indexed.returncode == 0, indexed.stderr[-2000:]
+    assert json.loads(indexed.stdout.strip().splitlines()[-1])["added"] == 12
+
+
+def test_finetune_embeddings_refuses_a_non_empty_output(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = run("finetune", "embeddings", "--docs", str(DATA / "docs"), "--output", str(out))
+    assert result.returncode == 1 and "not empty" in result.stderr
+    assert (out / "keep.txt").read_text() == "mine"
