@@ -209,7 +209,7 @@ class Settings(BaseSettings):
         "k passages cover k documents where the index has them.",
     )
     retrieval_candidates: int = Field(
-        50, ge=1, le=500, description="Candidates each ranking contributes before fusion."
+        20, ge=1, le=500, description="Candidates each ranking contributes before fusion."
     )
     retrieval_hyde: bool = Field(
         False,

@@ -9,6 +9,8 @@ the product's own modes, so a report always shows what the product adds.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +58,18 @@ class NaiveBaseline:
         splitter = RecursiveCharacterTextSplitter(
             chunk_size=CHUNK_CHARS, chunk_overlap=OVERLAP_CHARS
         )
+        files = [f for f in scan(roots, IndexReport()).values() if keep(f.source)]
+        signature = hashlib.sha1(
+            "\n".join(f"{f.source}\x00{f.digest}" for f in files).encode()
+            + f"|{self.embedder.name}|{CHUNK_CHARS}/{OVERLAP_CHARS}".encode()
+        ).hexdigest()
+        with contextlib.suppress(Exception):  # absent: build it below
+            existing = self.client.get_collection(self.name)
+            if (existing.metadata or {}).get("signature") == signature:
+                self.collection = existing  # same files, same model: reuse (a --store run)
+                return existing.count()
         ids, texts, metas = [], [], []
-        for file in scan(roots, IndexReport()).values():
-            if not keep(file.source):
-                continue
+        for file in files:
             try:
                 text = naive_text(file.path, file.source)
             except (LoadError, OSError):
@@ -69,9 +79,11 @@ class NaiveBaseline:
                     ids.append(f"{file.source}#{i}")
                     texts.append(piece)
                     metas.append({"source": file.source})
-        with_suppressed_missing(self.client, self.name)
+        drop(self.client, self.name)
         self.collection = self.client.create_collection(
-            self.name, metadata={"hnsw:space": "cosine"}, embedding_function=None
+            self.name,
+            metadata={"hnsw:space": "cosine", "signature": "building"},
+            embedding_function=None,
         )
         batch = 1024
         for start in range(0, len(texts), batch):
@@ -82,6 +94,7 @@ class NaiveBaseline:
                 embeddings=self.embedder.embed(texts[part]),
                 metadatas=metas[part],
             )
+        self.collection.modify(metadata={"signature": signature})  # complete: reusable
         return len(texts)
 
     def search(self, query: str, k: int = 5) -> list[NaiveHit]:
@@ -109,9 +122,7 @@ class NaiveBaseline:
         ]
 
 
-def with_suppressed_missing(client, name: str) -> None:
+def drop(client, name: str) -> None:
     """Drop an earlier baseline collection of that name; an absent one is fine."""
-    import contextlib
-
     with contextlib.suppress(Exception):
         client.delete_collection(name)

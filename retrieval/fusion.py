@@ -8,8 +8,8 @@ Two fusions of the dense and the keyword ranking:
   (Bruch et al., "An Analysis of Fusion Functions for Hybrid Retrieval", 2023).
 - ``rrf``: reciprocal rank fusion (Cormack et al., 2009), ranks only.
 
-``diversify`` keeps at most ``per_document`` passages of each document, so five passages
-are five chances to find the right page rather than five pieces of the same one.
+``diversify`` puts at most ``per_document`` passages of each document first, so five
+passages are five chances to find the right page rather than five pieces of the same one.
 """
 
 from __future__ import annotations
@@ -49,14 +49,20 @@ def convex(
 def diversify(
     order: Iterable[str], document: Callable[[str], Hashable], per_document: int | None
 ) -> list[str]:
-    """``order`` with at most ``per_document`` ids of each document (None: no limit)."""
+    """``order`` with at most ``per_document`` ids of each document first, then the others in
+    their order (None: no limit). Five passages thus cover five documents where the
+    candidates have them; where fewer documents are relevant, more passages of the same
+    documents fill the remaining places instead of nothing."""
+    order = list(order)
     if not per_document:
-        return list(order)
+        return order
     seen: dict[Hashable, int] = {}
-    kept = []
+    first, rest = [], []
     for item in order:
         doc = document(item)
         if seen.get(doc, 0) < per_document:
             seen[doc] = seen.get(doc, 0) + 1
-            kept.append(item)
-    return kept
+            first.append(item)
+        else:
+            rest.append(item)
+    return first + rest

@@ -111,9 +111,10 @@ def test_default_returns_one_passage_per_document(indexed):
 
     client, embedder, _, _ = indexed
     hits = Retriever(client, embedder).search("vpn certificate error", 5)
-    assert len(hits) == len({h.source for h in hits}) == 3  # three documents indexed
+    assert len({h.source for h in hits[:3]}) == 3  # three documents indexed: one each first
+    assert len(hits) == 5  # then more passages of the same documents, not nothing
     several = Retriever(client, embedder, per_document=None).search("vpn certificate error", 5)
-    assert len(several) == 5 and len({h.source for h in several}) < 5
+    assert len(several) == 5 and len({h.source for h in several[:3]}) < 3
 
 
 def test_missing_embedding_model_is_one_sentence_and_no_store(tmp_path, indexed):

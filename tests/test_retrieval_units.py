@@ -29,8 +29,8 @@ def test_rrf_rewards_agreement():
 def test_diversify_limits_passages_per_document_in_order():
     doc = {"a1": "a", "a2": "a", "b1": "b", "a3": "a", "c1": "c"}.__getitem__
     order = ["a1", "a2", "b1", "a3", "c1"]
-    assert diversify(order, doc, 1) == ["a1", "b1", "c1"]
-    assert diversify(order, doc, 2) == ["a1", "a2", "b1", "c1"]
+    assert diversify(order, doc, 1) == ["a1", "b1", "c1", "a2", "a3"]
+    assert diversify(order, doc, 2) == ["a1", "a2", "b1", "c1", "a3"]
     assert diversify(order, doc, None) == order
 
 
