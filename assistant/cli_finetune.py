@@ -244,7 +244,11 @@ def embeddings_command(
     started = time.perf_counter()
     embedder = make_embedder(settings)
     passages = collect_passages(
-        [docs], embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens
+        [docs],
+        embedder.count_tokens,
+        settings.chunk_tokens,
+        settings.chunk_overlap_tokens,
+        settings.chunk_headers,
     )
     if not passages:
         raise UserError(f"no readable documents in '{docs}'")

@@ -194,9 +194,13 @@ def train(
 
 
 def collect_passages(
-    roots: list[Path], count_tokens: Callable[[str], int], chunk_tokens: int, overlap: int
+    roots: list[Path],
+    count_tokens: Callable[[str], int],
+    chunk_tokens: int,
+    overlap: int,
+    headers: bool = True,
 ) -> list[Passage]:
-    """The docs' passages as the indexer cuts them (unreadable files skipped)."""
+    """The docs' passages as the indexer cuts and embeds them (unreadable files skipped)."""
     from retrieval.chunking import Chunker
     from retrieval.indexer import IndexReport, scan
     from retrieval.loaders import LoadError, load
@@ -208,5 +212,5 @@ def collect_passages(
             chunks = chunker.split(load(file.path, file.source), file.digest)
         except LoadError:
             continue
-        passages += [Passage(c.source, c.text) for c in chunks]
+        passages += [Passage(c.source, c.embedding_text(headers)) for c in chunks]
     return passages
