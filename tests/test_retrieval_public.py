@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
 QUESTIONS = ROOT / "data" / "eval" / "public" / "debian-handbook.jsonl"
 
-# Measured (docs/RETRIEVAL.md): hybrid recall@5 0.978, MRR 0.861; dense 1.0, 0.920.
-FLOORS = {"hybrid": (0.93, 0.83), "dense": (0.95, 0.87)}
+# Measured (docs/RETRIEVAL.md): hybrid recall@5 0.978, MRR 0.861.
+FLOOR_RECALL_5, FLOOR_MRR = 0.93, 0.83
 
 pytestmark = pytest.mark.skipif(
     not HANDBOOK.is_dir(),
@@ -35,7 +35,7 @@ def scores(tmp_path_factory) -> dict:
     result = subprocess.run(
         [
             sys.executable, "-m", "assistant", "eval-retrieval", "--docs", str(HANDBOOK),
-            "--questions", str(QUESTIONS), "--compare", "--json", "--store", str(store),
+            "--questions", str(QUESTIONS), "--json", "--store", str(store),
         ],
         capture_output=True,
         text=True,
@@ -46,20 +46,13 @@ def scores(tmp_path_factory) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_the_default_mode_is_hybrid_and_each_mode_keeps_its_floor(scores):
+def test_the_default_mode_is_hybrid_and_keeps_its_floor(scores):
+    """The default mode only (the naive baseline and the other modes cost CI minutes here;
+    `--compare` and its naive row are tested on a small corpus in test_retrieval_robust)."""
     assert scores["mode"] == "hybrid" and scores["n"] == 45
-    for mode, (recall, mrr) in FLOORS.items():
-        measured = scores["modes"][mode]
-        assert measured["recall@5"] >= recall and measured["mrr"] >= mrr, (mode, measured)
+    assert scores["recall@5"] >= FLOOR_RECALL_5, scores
+    assert scores["mrr"] >= FLOOR_MRR, scores
 
 
-def test_the_naive_baseline_is_scored_beside_the_product(scores):
-    """The report always carries the yardstick. (On this manual it is still ahead of the
-    default hybrid mode: docs/RETRIEVAL.md says so; this test does not hide it.)"""
-    naive = scores["modes"]["naive"]
-    assert 0.5 < naive["mrr"] <= 1 and 0.5 < naive["recall@5"] <= 1
-
-
-def test_the_whole_manual_is_indexed_and_keywords_alone_are_weaker(scores):
+def test_the_whole_manual_is_indexed(scores):
     assert scores["chunks"] > 2000  # every page, DocBook's notes included
-    assert 0 < scores["modes"]["keyword"]["mrr"] < scores["modes"]["hybrid"]["mrr"]

@@ -282,12 +282,12 @@ def test_client_disconnect_cancels_the_generation(served):
 
     # vLLM updates its counters a little after a request ends: let earlier tests' requests
     # settle first, so the baseline is not raised by them during this test
-    previous, deadline = None, time.monotonic() + 30
+    # (the same idle state three seconds running: one second was not always enough under load)
+    seen, deadline = [], time.monotonic() + 45
     while time.monotonic() < deadline:
-        state = engine_state()
-        if state == previous and state[0] == 0:
+        seen = [*seen[-2:], engine_state()]
+        if len(seen) == 3 and len(set(seen)) == 1 and seen[0][0] == 0:
             break
-        previous = state
         time.sleep(1.0)
     _, finished_before = engine_state()
     body = {
