@@ -18,6 +18,7 @@ from pathlib import Path
 from retrieval.embeddings import Embedder
 from retrieval.indexer import IndexReport, scan
 from retrieval.loaders import LoadError, load
+from retrieval.store import drop_collection
 
 CHUNK_CHARS = 1000
 OVERLAP_CHARS = 150
@@ -79,7 +80,7 @@ class NaiveBaseline:
                     ids.append(f"{file.source}#{i}")
                     texts.append(piece)
                     metas.append({"source": file.source})
-        drop(self.client, self.name)
+        drop_collection(self.client, self.name)
         self.collection = self.client.create_collection(
             self.name,
             metadata={"hnsw:space": "cosine", "signature": "building"},
@@ -120,9 +121,3 @@ class NaiveBaseline:
                 start=1,
             )
         ]
-
-
-def drop(client, name: str) -> None:
-    """Drop an earlier baseline collection of that name; an absent one is fine."""
-    with contextlib.suppress(Exception):
-        client.delete_collection(name)

@@ -83,10 +83,10 @@ class _KeywordIndex:
         self._lock = threading.Lock()
         self._building = False
 
-    def current(self, size: int | None = None) -> tuple[BM25, list[str]]:
-        """The index for the collection as it is; ``size`` is its count if already known."""
-        size = self.chunks.count() if size is None else size
-        signature = (size, self.manifest.revision())
+    def current(self, signature: tuple[int, int] | None = None) -> tuple[BM25, list[str]]:
+        """The index for the collection as it is; ``signature`` is (manifest revision, chunk
+        count) when the caller already read them."""
+        signature = signature or (self.manifest.revision(), self.chunks.count())
         if signature != self.signature:
             if self.bm25 is None or not self.background:
                 self._build(signature)
@@ -131,15 +131,15 @@ class _View:
             ) from None
         self.manifest = Manifest(client, name)
         self.keyword = _KeywordIndex(self.chunks, self.manifest, background)
-        self._size: tuple[int, int] | None = None  # (manifest revision, chunk count)
+        self.state: tuple[int, int] | None = None  # (manifest revision, chunk count)
 
     def size(self) -> int:
         """The chunk count, counted again only after a reindex run (``count()`` costs ~10 ms
-        at 100k chunks, a fifth of a query)."""
+        at 100k chunks, a fifth of a query); ``state`` keeps the revision it belongs to."""
         revision = self.manifest.revision()
-        if self._size is None or self._size[0] != revision:
-            self._size = (revision, self.chunks.count())
-        return self._size[1]
+        if self.state is None or self.state[0] != revision:
+            self.state = (revision, self.chunks.count())
+        return self.state[1]
 
 
 class Retriever:
@@ -238,7 +238,7 @@ class Retriever:
                 found[chunk_id] = _Chunk(text, meta, 1.0 - float(distance))
                 dense.append(chunk_id)
         if mode in {"keyword", "hybrid"}:
-            bm25, ids = view.keyword.current(size)
+            bm25, ids = view.keyword.current(view.state)  # read by size(): no second read
             keyword = {ids[row]: score for row, score in bm25.top(query, n)}
             if bm25.rare_codes(query):
                 weight = max(weight, self.code_weight)
