@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assistant.auth import KeyChecker
+from assistant.auth import Authenticator
 from assistant.chat_service import ChatService, ModelCatalog
 from assistant.docs_service import DocsService
 from assistant.embedding_service import EmbeddingService
@@ -25,6 +25,7 @@ from assistant.metrics import Metrics, RequestMetrics
 from assistant.query_expansion import HydeExpander
 from assistant.settings import Settings
 from assistant.upstream import Upstream
+from assistant.users import UserStore
 from retrieval.embeddings import Embedder
 
 log = logging.getLogger("assistant")
@@ -39,6 +40,7 @@ def create_app(
     engine_restarts: Callable[[], float] | None = None,
     index_service: IndexService | None = None,
     feedback_store=None,
+    users: UserStore | None = None,
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """Wire the gateway.
@@ -47,7 +49,8 @@ def create_app(
     (``retrieval.retriever.Retriever`` or a fake); without one, answers are not grounded.
     ``embedder`` serves ``/v1/embeddings``; ``engine_restarts`` feeds ``/metrics``;
     ``index_service`` backs the admin routes (reindex jobs, index overview);
-    ``feedback_store`` (``finetune.feedback.FeedbackStore``) keeps the ratings of answers.
+    ``feedback_store`` (``finetune.feedback.FeedbackStore``) keeps the ratings of answers;
+    ``users`` (``assistant.users.UserStore``) holds local users and their API keys.
     ``on_shutdown`` runs when the server stops (uvicorn re-raises SIGTERM after its own
     shutdown, so code after ``uvicorn.run`` is not a safe place for cleanup).
     """
@@ -69,7 +72,7 @@ def create_app(
     app.state.index_service = index_service
     app.state.feedback = FeedbackService(feedback_store) if feedback_store is not None else None
     app.state.docs = DocsService(settings.docs_dir, settings.max_upload_bytes)
-    app.state.keys = KeyChecker(settings.api_keys, settings.admin_key)
+    app.state.auth = Authenticator.from_settings(settings, users)
     metrics = app.state.metrics = Metrics(engine_restarts)
     app.state.embeddings = (
         EmbeddingService(embedder, settings.embedding_model) if embedder is not None else None
@@ -85,6 +88,7 @@ def create_app(
         expand=HydeExpander(upstream, settings.model_name),
         hyde=settings.retrieval_hyde,
     )
+    app.state.grounder = grounder
     app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics)
 
     from assistant.routes import admin, health, openai, pages

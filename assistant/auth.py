@@ -1,45 +1,166 @@
-"""Bearer-key checks for the /v1 routes (ASSISTANT_API_KEYS) and admin routes."""
+"""Who is asking: the caller of a request as a ``Principal`` (name, groups, admin).
+
+A request is identified, in this order, by
+- ``Authorization: Bearer KEY``: the admin key (``ASSISTANT_ADMIN_KEY``), one of
+  ``ASSISTANT_API_KEYS`` (the built-in service user, group ``everyone``), or a user's key
+  from ``assistant keys create``;
+- with ``auth=header``: the user and groups headers an auth proxy sets, believed only from
+  ``trusted_proxies`` addresses;
+- with ``auth=none`` and no API keys configured: an anonymous caller in group ``everyone``
+  (the server then listens on loopback only, see ``assistant.serve``).
+Everything else is refused with 401 (or 403 for a header from an untrusted address).
+"""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from assistant.errors import APIError
+from assistant.users import SERVICE_USER, UserStore
+from retrieval.access import EVERYONE, GROUP
 
 
-class KeyChecker:
-    def __init__(self, api_keys: list[str], admin_key: str | None) -> None:
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    groups: frozenset[str]  # always holds ``everyone``
+    admin: bool = False
+
+    @property
+    def scope(self) -> frozenset[str] | None:
+        """The groups retrieval filters on; ``None`` (no filter) for admins."""
+        return None if self.admin else self.groups
+
+
+ANONYMOUS = Principal("anonymous", frozenset({EVERYONE}))
+SERVICE = Principal(SERVICE_USER, frozenset({EVERYONE}))
+ADMIN = Principal("admin", frozenset({EVERYONE}), admin=True)
+
+
+def bearer(header: str | None) -> str | None:
+    if not header or not header.lower().startswith("bearer "):
+        return None
+    return header[7:].strip() or None
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        mode: str = "none",
+        api_keys: list[str] = (),  # type: ignore[assignment]
+        admin_key: str | None = None,
+        users: UserStore | None = None,
+        trusted_proxies: list[str] = (),  # type: ignore[assignment]
+        user_header: str = "X-Forwarded-User",
+        groups_header: str = "X-Forwarded-Groups",
+        admin_group: str = "admins",
+    ) -> None:
+        self.mode = mode
         self.api_keys = list(api_keys)
         self.admin_key = admin_key
+        self.users = users
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self.user_header = user_header
+        self.groups_header = groups_header
+        self.admin_group = admin_group
 
-    @staticmethod
-    def _bearer(header: str | None) -> str | None:
-        if not header or not header.lower().startswith("bearer "):
-            return None
-        return header[7:].strip() or None
+    @classmethod
+    def from_settings(cls, settings, users: UserStore | None) -> Authenticator:
+        return cls(
+            mode=settings.auth,
+            api_keys=settings.api_keys,
+            admin_key=settings.admin_key,
+            users=users,
+            trusted_proxies=settings.trusted_proxies,
+            user_header=settings.auth_user_header,
+            groups_header=settings.auth_groups_header,
+            admin_group=settings.auth_admin_group,
+        )
 
-    def check_api(self, header: str | None) -> None:
-        if not self.api_keys:
-            return
-        key = self._bearer(header)
-        if key is None:
-            raise APIError(
-                401, "missing API key: send 'Authorization: Bearer KEY'", code="missing_api_key"
-            )
-        if not any(hmac.compare_digest(key, k) for k in self.api_keys + self._admin()):
-            raise APIError(401, "invalid API key", code="invalid_api_key")
+    @property
+    def open(self) -> bool:
+        """Whether a caller with no credentials is let in (as ``anonymous``)."""
+        return self.mode == "none" and not self.api_keys
 
-    def check_admin(self, header: str | None) -> None:
-        """Admin routes are off until an admin key is set: they change the index."""
-        if not self.admin_key:
+    def principal(self, headers: Mapping[str, str], client: str | None) -> Principal:
+        """The caller of a request with these headers from this address, or an APIError."""
+        key = bearer(headers.get("authorization"))
+        if key is not None:
+            return self._by_key(key)
+        if self.mode == "header":
+            return self._by_header(headers, client)
+        if self.open:
+            return ANONYMOUS
+        raise APIError(
+            401, "missing API key: send 'Authorization: Bearer KEY'", code="missing_api_key"
+        )
+
+    def admin(self, headers: Mapping[str, str], client: str | None) -> Principal:
+        """The caller, who must be an admin (admin key, admin user or admin group)."""
+        if not self.admin_key and self.mode == "none" and not self._has_users():
             raise APIError(
                 403,
                 "admin routes are off on this server: set ASSISTANT_ADMIN_KEY to use them",
                 code="admin_disabled",
             )
-        key = self._bearer(header)
-        if key is None or not hmac.compare_digest(key, self.admin_key):
+        if bearer(headers.get("authorization")) is None and self.mode != "header":
             raise APIError(401, "this route needs the admin key", code="invalid_admin_key")
+        try:
+            caller = self.principal(headers, client)
+        except APIError as exc:
+            if exc.status == 401 and exc.code == "invalid_api_key":
+                raise APIError(
+                    401, "this route needs the admin key", code="invalid_admin_key"
+                ) from None
+            raise
+        if not caller.admin:
+            raise APIError(403, f"'{caller.name}' is not an admin", code="not_admin")
+        return caller
 
-    def _admin(self) -> list[str]:
-        return [self.admin_key] if self.admin_key else []
+    def _by_key(self, key: str) -> Principal:
+        if self.admin_key and hmac.compare_digest(key, self.admin_key):
+            return ADMIN
+        if any(hmac.compare_digest(key, k) for k in self.api_keys):
+            return SERVICE
+        if self.users is not None:
+            user = self.users.user_for_key(key)
+            if user is not None:
+                admin = user.admin or self.admin_group in user.groups
+                return Principal(user.name, user.all_groups, admin)
+        raise APIError(401, "invalid API key", code="invalid_api_key")
+
+    def _by_header(self, headers: Mapping[str, str], client: str | None) -> Principal:
+        if not self._trusted(client):
+            raise APIError(
+                403,
+                "this server takes its users from an auth proxy; this request did not come "
+                "through it",
+                code="untrusted_proxy",
+            )
+        name = (headers.get(self.user_header.lower()) or "").strip()
+        if not name:
+            raise APIError(
+                401, f"the auth proxy sent no '{self.user_header}' header", code="no_user"
+            )
+        raw = headers.get(self.groups_header.lower()) or ""
+        groups = {g.strip() for g in raw.split(",") if g.strip()}
+        bad = sorted(g for g in groups if not GROUP.fullmatch(g))
+        if bad:
+            raise APIError(400, f"the auth proxy sent an unusable group name '{bad[0]}'")
+        return Principal(name, frozenset(groups | {EVERYONE}), self.admin_group in groups)
+
+    def _trusted(self, client: str | None) -> bool:
+        if not client:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self.proxies)
+
+    def _has_users(self) -> bool:
+        return self.users is not None and bool(self.users.list())

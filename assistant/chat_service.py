@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from assistant.auth import ANONYMOUS, Principal
 from assistant.errors import APIError
 from assistant.grounder import Grounder, with_extension
 from assistant.metrics import Metrics
@@ -74,9 +75,11 @@ class ChatService:
         self.grounder = grounder
         self.metrics = metrics
 
-    async def chat(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
+    async def chat(
+        self, raw: bytes, principal: Principal = ANONYMOUS
+    ) -> dict[str, Any] | AsyncIterator[bytes]:
         started = time.perf_counter()
-        result = await self._chat(raw)
+        result = await self._chat(raw, principal)
         if self.metrics is None:
             return result
         if isinstance(result, dict):
@@ -84,13 +87,17 @@ class ChatService:
             return result
         return self.metrics.watch_stream(result, started)
 
-    async def _chat(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
+    async def _chat(
+        self, raw: bytes, principal: Principal
+    ) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(ChatCompletionRequest, raw)
         await self.catalog.require(request.model)
         body = request.model_dump(exclude_none=True, exclude={"retrieval"})
         grounding = None
         if self.grounder is not None:
-            grounding = await self.grounder.ground(body["messages"], request.retrieval)
+            grounding = await self.grounder.ground(
+                body["messages"], request.retrieval, principal.scope
+            )
         if grounding is not None:
             body["messages"] = grounding.messages
         result = await self._forward("/v1/chat/completions", body, request.stream)

@@ -322,6 +322,11 @@ from assistant.cli_finetune import finetune_app  # noqa: E402 - after `app`, whi
 
 app.add_typer(finetune_app, name="finetune")
 
+from assistant.cli_users import keys_app, users_app  # noqa: E402
+
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
 
 def main() -> None:
     from finetune.errors import FinetuneError

@@ -53,8 +53,11 @@ class Grounder:
         self.expand = expand  # HyDE through the served model (assistant.query_expansion)
         self.hyde = hyde  # whether to expand when the request does not say
 
-    async def ground(self, messages: list[dict], options=None) -> Grounding | None:
-        """``None`` when retrieval is off for this request; else the grounded messages."""
+    async def ground(
+        self, messages: list[dict], options=None, scope: frozenset[str] | None = None
+    ) -> Grounding | None:
+        """``None`` when retrieval is off for this request; else the grounded messages,
+        from the documents the caller's groups (``scope``; ``None``: all) may read."""
         enabled = self.enabled if options is None else options.enabled
         if not enabled:
             return None
@@ -64,7 +67,7 @@ class Grounder:
         hyde = self.hyde if options is None or options.hyde is None else options.hyde
         if hyde and self.expand is not None and query:
             query = await self.expand(query)
-        passages = await self._search(query, k, collection)
+        passages = await self._search(query, k, collection, scope)
         kept, used = [], 0
         for hit in passages:
             if hit.score < self.min_score or (kept and used + len(hit.text) > self.max_chars):
@@ -73,7 +76,22 @@ class Grounder:
             used += len(hit.text)
         return Grounding(self.prompts.apply(messages, kept), [h.citation() for h in kept])
 
-    async def _search(self, query: str, k: int, collection: str | None) -> list:
+    async def require_readable(self, source: str, scope: frozenset[str] | None) -> None:
+        """A 404, the same as for a missing file, unless the caller may read ``source``."""
+        from retrieval.errors import RetrievalError
+
+        if self.index is None or scope is None:
+            return  # no index to know permissions from, or an admin
+        try:
+            ok = await asyncio.to_thread(self.index.readable, source, scope)
+        except RetrievalError:
+            ok = False
+        if not ok:
+            raise APIError(404, "no such document", code="document_not_found")
+
+    async def _search(
+        self, query: str, k: int, collection: str | None, scope: frozenset[str] | None
+    ) -> list:
         from retrieval.errors import RetrievalError
 
         if self.index is None or not query:
@@ -81,7 +99,7 @@ class Grounder:
         start = time.perf_counter()
         try:
             # Embedding and the vector search are CPU-bound: keep them off the event loop.
-            return await asyncio.to_thread(self.index.search, query, k, collection)
+            return await asyncio.to_thread(self.index.search, query, k, collection, groups=scope)
         except RetrievalError as exc:
             if collection is not None:
                 raise APIError(404, str(exc), code="collection_not_found") from None

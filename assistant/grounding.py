@@ -22,7 +22,21 @@ class Passage(Protocol):
 class Index(Protocol):
     """The docs index as the gateway sees it (``retrieval.retriever.Retriever``)."""
 
-    def search(self, query: str, k: int = 4, collection: str | None = None) -> list: ...
+    def search(
+        self,
+        query: str,
+        k: int = 4,
+        collection: str | None = None,
+        groups: frozenset[str] | None = None,
+    ) -> list:
+        """Passages from documents ``groups`` may read (``None``: every document)."""
+        ...
+
+    def readable(
+        self, source: str, groups: frozenset[str] | None, collection: str | None = None
+    ) -> bool:
+        """Whether ``source`` is indexed and ``groups`` may read it."""
+        ...
 
 
 def text_of(content: Any) -> str:

@@ -64,7 +64,9 @@ def index_into(
     log: Callable[[str], None] = print,
     on_progress: Callable | None = None,
 ):
-    """Index ``roots`` into a collection; returns the indexer's report."""
+    """Index ``roots`` into a collection; returns the indexer's report. The access rules
+    (``access_rules``) are read first: an invalid file stops the run before anything is
+    written, and the rules in force stay as they were."""
     from retrieval.store import build_indexer
 
     indexer = build_indexer(
@@ -76,10 +78,22 @@ def index_into(
         full=full and not dry_run,
         flush_chunks=settings.index_batch_chunks,
         headers=settings.chunk_headers,
+        access=access_rules(settings, roots),
     )
     return indexer.run(
         roots, full=full, dry_run=dry_run, progress=progress, log=log, on_progress=on_progress
     )
+
+
+def access_rules(settings: Settings, roots: list[Path]):
+    """The rules of ``settings.access_file``, else of access.yaml in the (first) folder
+    indexed; raises ``retrieval.access.AccessError`` naming the line of a bad rule."""
+    from retrieval.access import ACCESS_FILE, AccessRules
+
+    path = settings.access_file
+    if path is None and roots and Path(roots[0]).is_dir():
+        path = Path(roots[0]) / ACCESS_FILE
+    return AccessRules.load(path)
 
 
 class IndexService:

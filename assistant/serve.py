@@ -8,8 +8,32 @@ from assistant.engine import EngineProcess, check_port_free, engine_config
 from assistant.errors import UserError
 from assistant.settings import Settings
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def check_auth(settings: Settings) -> None:
+    """Refuse set-ups that would let anyone in, or that are not built yet."""
+    if settings.auth == "none" and not settings.api_keys and settings.host not in LOOPBACK:
+        raise UserError(
+            f"refusing to listen on {settings.host} with ASSISTANT_AUTH=none and no API keys: "
+            "anyone who reaches the port could read every document. Set ASSISTANT_API_KEYS, "
+            "or ASSISTANT_AUTH=header behind an auth proxy, or listen on 127.0.0.1"
+        )
+    if settings.auth in {"local", "oidc"}:
+        raise UserError(
+            f"ASSISTANT_AUTH={settings.auth} needs the page's sign-in, which is not built yet; "
+            "use ASSISTANT_AUTH=header behind an auth proxy, or users' API keys "
+            "(`assistant keys create`) with ASSISTANT_AUTH=none"
+        )
+    if settings.auth == "header" and not settings.trusted_proxies:
+        raise UserError(
+            "ASSISTANT_AUTH=header needs ASSISTANT_TRUSTED_PROXIES: the addresses of the auth "
+            "proxy whose user and groups headers are believed"
+        )
+
 
 def run_server(settings: Settings, *, log=print) -> None:
+    check_auth(settings)
     check_port_free(settings.host, settings.port)
     if not settings.llm_urls and settings.model is None and not settings.demo_model_dir.is_dir():
         raise UserError(
@@ -48,6 +72,7 @@ def run_server(settings: Settings, *, log=print) -> None:
         )
     from assistant.index_service import IndexService, make_embedder
     from assistant.jobs import JobRunner, JobStore
+    from assistant.users import UserStore
     from finetune.feedback import FeedbackStore
 
     embedder = make_embedder(settings)
@@ -63,10 +88,16 @@ def run_server(settings: Settings, *, log=print) -> None:
         engine_restarts=(lambda: engine.restarts) if engine is not None else None,
         index_service=IndexService(settings, client, embedder, runner),
         feedback_store=FeedbackStore(settings.feedback_path),
+        users=UserStore(settings.users_path),
         on_shutdown=stops,
     )
     base = f"http://{settings.host}:{settings.port}"
-    _mount_page(app, settings)
+    if settings.auth == "header":
+        # The page would need to pass the proxy's user on to the API; until it does, the
+        # API alone is served, rather than a page that fails on every question.
+        log("note: ASSISTANT_AUTH=header serves the API only; the chat page is not mounted")
+    else:
+        _mount_page(app, settings)
     log(
         f"\n  Page: {base}/\n  API:  {base}/v1  (model '{settings.model_name}')\n"
         f"  try:  curl {base}/v1/chat/completions -H 'Content-Type: application/json' "

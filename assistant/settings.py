@@ -104,6 +104,36 @@ class Settings(BaseSettings):
         description="If set, every /v1 route wants 'Authorization: Bearer KEY' with one of these.",
     )
     admin_key: str | None = Field(None, description="Key for the /v1/admin routes.")
+    auth: Literal["none", "local", "oidc", "header"] = Field(
+        "none",
+        description=(
+            "Who is asking. none: no users (API keys, if set, act as the service user); "
+            "local: accounts made with `assistant users add` (keys with `assistant keys "
+            "create`); header: an auth proxy in front sets the user and groups headers "
+            "(accepted only from trusted_proxies); oidc: the company's OpenID provider."
+        ),
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description="Addresses (or CIDR networks) whose user/groups headers are believed "
+        "with auth=header; a request from anywhere else is refused.",
+    )
+    auth_user_header: str = Field(
+        "X-Forwarded-User", description="With auth=header: the header naming the user."
+    )
+    auth_groups_header: str = Field(
+        "X-Forwarded-Groups",
+        description="With auth=header: the header listing the user's groups (comma-separated).",
+    )
+    auth_admin_group: str = Field(
+        "admins", description="Members of this group are admins (see every document)."
+    )
+    access_file: Path | None = Field(
+        None,
+        description="Document permissions (ordered 'path' / 'groups' rules). Unset: "
+        "access.yaml in the folder being indexed (the docs root); no file: every document "
+        "is for everyone. Takes effect at the next reindex.",
+    )
     max_request_bytes: int = Field(
         1_000_000, ge=1024, description="Largest request body accepted (413 beyond)."
     )
@@ -226,7 +256,7 @@ class Settings(BaseSettings):
         "the company", description="How the assistant names the company in its prompt."
     )
 
-    @field_validator("llm_urls", "api_keys", "engine_extra_args", mode="before")
+    @field_validator("llm_urls", "api_keys", "engine_extra_args", "trusted_proxies", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -262,6 +292,11 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.store_dir or self.home / "index"
+
+    @property
+    def users_path(self) -> Path:
+        """SQLite file of local users and API keys."""
+        return self.home / "users.sqlite"
 
     @property
     def feedback_path(self) -> Path:

@@ -6,6 +6,9 @@ files (small files do not make small batches), written, and only then made live 
 manifest (``retrieval.manifest``); the old version's chunks are deleted after that. A run
 killed at any point leaves every document at its old or new version, and the next run
 deletes the leftovers, reusing chunks that were already written.
+
+Each chunk also carries the groups that may read its document (``retrieval.access``); when
+only the rules changed, the run rewrites those flags in place and embeds nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from retrieval.access import ACCESS_FILE, AccessRules, flag_changes, flags
 from retrieval.chunking import Chunk, Chunker
 from retrieval.embeddings import Embedder
 from retrieval.errors import RetrievalError
@@ -33,6 +37,7 @@ class IndexReport:
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
+    access_updated: int = 0  # unchanged files whose readers changed (flags rewritten)
     chunks: int = 0  # live chunks in the collection after the run
     embedded: int = 0  # chunks embedded by this run
     skipped: list[dict] = field(default_factory=list)  # {"source", "reason"}
@@ -81,7 +86,7 @@ def scan(roots: Iterable[Path], report: IndexReport) -> dict[str, _File]:
         candidates = [p for p in candidates if p.is_file()]
         for path in candidates:
             rel = path.relative_to(base).as_posix()
-            if any(part.startswith(".") for part in Path(rel).parts):
+            if any(part.startswith(".") for part in Path(rel).parts) or rel == ACCESS_FILE:
                 continue
             if path.suffix.lower() not in SUFFIXES:
                 reason = f"unsupported type '{path.suffix}'"
@@ -107,6 +112,7 @@ class Indexer:
         max_batch: int = 5000,
         headers: bool = True,
         recipe: str = "",
+        access: AccessRules | None = None,
     ) -> None:
         self.collection = collection
         self.manifest = manifest
@@ -119,13 +125,17 @@ class Indexer:
         # of each document's version, so changing it re-embeds every file on the next run,
         # crash-safe like any other change, instead of leaving vectors of the old recipe.
         self.recipe = recipe
+        self.access = access or AccessRules(None)
+        self._readers: dict[tuple[str, str], set[str | None]] = {}  # stored "groups" values
 
     def stored(self) -> dict[str, dict[str, list[str]]]:
         """source -> content hash -> ids of its chunks in the collection, live or not."""
         found = get_all(self.collection, include=["metadatas"])
         stored: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self._readers = defaultdict(set)
         for chunk_id, meta in zip(found["ids"], found["metadatas"], strict=True):
             stored[meta["source"]][meta["content_hash"]].append(chunk_id)
+            self._readers[(meta["source"], meta["content_hash"])].add(meta.get("groups"))
         return stored
 
     def run(
@@ -147,6 +157,7 @@ class Indexer:
         live = self.manifest.all()
         stored = self.stored()
         todo: list[tuple[_File, bool]] = []  # (file, live before this run)
+        regroup: list[_File] = []  # unchanged files whose readers changed
         for source, file in files.items():
             entry = live.get(source)
             whole = (
@@ -156,6 +167,9 @@ class Indexer:
             )
             if whole and not full:
                 report.unchanged += 1
+                wanted = ",".join(self.access.groups_for(source))
+                if self._readers.get((source, file.digest)) != {wanted}:
+                    regroup.append(file)
             else:
                 todo.append((file, entry is not None))
         gone = sorted(source for source in live if source not in files)
@@ -192,14 +206,18 @@ class Indexer:
             self._flush(batch, stored, report, state, bar)
         bar.close()
         report.removed = len(gone)
+        report.access_updated = len(regroup)
         if dry_run:
             for source in gone:
                 log(f"would remove {source}")
+            for file in regroup:
+                log(f"would change who may read {file.source}")
         else:
+            self._regroup(regroup, stored)
             self.manifest.remove(gone)
             live = self.manifest.all()  # what this run left live: read once, used twice
             self._delete_leftovers(stored, live)
-            self.manifest.bump()
+            self.manifest.bump(access=self.access.to_json())
         for item in report.skipped:
             log(f"skipped {item['source']}: {item['reason']}")
         report.chunks = sum(entry.n_chunks for entry in live.values())
@@ -223,7 +241,9 @@ class Indexer:
                 ids=[c.id for c in part],
                 documents=[c.text for c in part],
                 embeddings=vectors,
-                metadatas=[c.metadata() for c in part],
+                metadatas=[
+                    {**c.metadata(), **flags(self.access.groups_for(c.source))} for c in part
+                ],
             )
         self.manifest.commit([(f.source, f.digest, len(ids)) for f, _, ids in batch.files])
         stale: list[str] = []
@@ -240,6 +260,19 @@ class Indexer:
         bar.update(len(batch.files))
         bar.set_postfix(chunks=state.chunks)
         batch.clear()
+
+    def _regroup(self, files: list[_File], stored) -> None:
+        """Rewrite the reader flags of unchanged files' chunks; no text is embedded again."""
+        for file in files:
+            old = self._readers.get((file.source, file.digest), set())
+            new = self.access.groups_for(file.source)
+            changes: dict = {}
+            for previous in old:
+                changes.update(flag_changes(previous, new))
+            ids = stored[file.source][file.digest]
+            for start in range(0, len(ids), self.max_batch):
+                part = ids[start : start + self.max_batch]
+                self.collection.update(ids=part, metadatas=[dict(changes) for _ in part])
 
     def _delete_leftovers(self, stored, live: dict) -> None:
         """Chunks that no live version owns: a killed run's writes, or files gone before."""

@@ -88,8 +88,9 @@ class BM25:
             if _is_code(t) and t in self.postings and len(self.postings[t].rows) <= limit
         )
 
-    def top(self, query: str, n: int) -> list[tuple[int, float]]:
-        """The ``n`` best (position, score) pairs; chunks sharing no term are never returned."""
+    def top(self, query: str, n: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The ``n`` best (position, score) pairs; chunks sharing no term are never returned,
+        nor positions where the boolean mask ``allowed`` is false."""
         terms = [t for t in set(tokenize(query)) if t in self.postings]
         if not terms or n <= 0:
             return []
@@ -97,6 +98,8 @@ class BM25:
         for term in terms:
             posting = self.postings[term]
             scores[posting.rows] += posting.weights
+        if allowed is not None:
+            scores[~allowed] = 0.0
         hit = np.flatnonzero(scores)
         if len(hit) > n:
             hit = hit[np.argpartition(-scores[hit], n - 1)[:n]]

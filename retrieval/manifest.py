@@ -76,8 +76,18 @@ class Manifest:
         meta = self.client.get_collection(self.name).metadata or {}
         return int(meta.get("revision", 0))
 
-    def bump(self) -> None:
-        self.records.modify(metadata={"revision": self.revision() + 1, "updated_at": time.time()})
+    def bump(self, access: str | None = None) -> None:
+        """Mark the end of a reindex run; ``access`` is the rules now in force (JSON)."""
+        meta = dict(self.client.get_collection(self.name).metadata or {})
+        meta.update(revision=int(meta.get("revision", 0)) + 1, updated_at=time.time())
+        if access is not None:
+            meta["access"] = access
+        self.records.modify(metadata=meta)
+
+    def state(self) -> tuple[int, str | None]:
+        """(revision, access rules in force as JSON or None) in one read."""
+        meta = self.client.get_collection(self.name).metadata or {}
+        return int(meta.get("revision", 0)), meta.get("access")
 
     def updated_at(self) -> float | None:
         meta = self.client.get_collection(self.name).metadata or {}

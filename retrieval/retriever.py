@@ -5,7 +5,9 @@ chunks) and ``hybrid`` (both, fused as ``retrieval.fusion`` describes), optional
 by a cross-encoder; then at most ``per_document`` passages of each document are kept. The
 query is first cleaned of greetings and sign-offs (``retrieval.query``). Only live chunks
 are returned (see ``retrieval.manifest``), so a reindex in progress or one that was killed
-never shows two versions of a document. Every hit's
+never shows two versions of a document. Given the caller's ``groups``, only chunks those
+groups may read take part (``retrieval.access``): a Chroma filter on the dense side, a row
+mask on the keyword side, so a hidden document never shapes a ranking. Every hit's
 ``score`` is the cosine similarity of its chunk to the query, whatever ranked it, so one
 abstain threshold works in every mode.
 """
@@ -19,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from retrieval.access import FLAG, where
 from retrieval.embeddings import Embedder
 from retrieval.errors import RetrievalError
 from retrieval.fusion import FUSIONS, convex, diversify, rrf
@@ -66,6 +69,36 @@ class _Chunk:
     cosine: float
 
 
+@dataclass(frozen=True)
+class _Keywords:
+    """One build of the keyword index: BM25, the chunk id of each row, who may read each."""
+
+    bm25: BM25
+    ids: list[str]
+    readers: dict[str, np.ndarray]  # group -> rows it may read
+
+    def allowed(self, groups: frozenset[str] | None) -> np.ndarray | None:
+        """The rows ``groups`` may read (``None``: no restriction)."""
+        if groups is None:
+            return None
+        mask = np.zeros(len(self.ids), dtype=bool)
+        for group in groups:
+            rows = self.readers.get(group)
+            if rows is not None:
+                mask |= rows
+        return mask
+
+
+def _readers(metas: list[dict]) -> dict[str, np.ndarray]:
+    readers: dict[str, np.ndarray] = {}
+    for row, meta in enumerate(metas):
+        for key, value in meta.items():
+            if key.startswith(FLAG) and value:
+                group = key[len(FLAG) :]
+                readers.setdefault(group, np.zeros(len(metas), dtype=bool))[row] = True
+    return readers
+
+
 class _KeywordIndex:
     """BM25 over a collection's live chunks; rebuilt when the index changes.
 
@@ -77,23 +110,22 @@ class _KeywordIndex:
         self.chunks = chunks
         self.manifest = manifest
         self.background = background
-        self.bm25: BM25 | None = None
-        self.ids: list[str] = []
+        self.built: _Keywords | None = None
         self.signature: tuple | None = None
         self._lock = threading.Lock()
         self._building = False
 
-    def current(self, signature: tuple[int, int] | None = None) -> tuple[BM25, list[str]]:
+    def current(self, signature: tuple[int, int] | None = None) -> _Keywords:
         """The index for the collection as it is; ``signature`` is (manifest revision, chunk
         count) when the caller already read them."""
         signature = signature or (self.manifest.revision(), self.chunks.count())
         if signature != self.signature:
-            if self.bm25 is None or not self.background:
+            if self.built is None or not self.background:
                 self._build(signature)
             elif not self._building:
                 self._building = True
                 threading.Thread(target=self._build, args=(signature,), daemon=True).start()
-        return self.bm25, self.ids  # type: ignore[return-value]
+        return self.built  # type: ignore[return-value]
 
     def _build(self, signature: tuple) -> None:
         try:
@@ -102,14 +134,16 @@ class _KeywordIndex:
                     return
                 live = {s: e.content_hash for s, e in self.manifest.all().items()}
                 found = get_all(self.chunks, include=["documents", "metadatas"])
-                ids, texts = [], []
+                ids, texts, metas = [], [], []
                 for chunk_id, text, meta in zip(
                     found["ids"], found["documents"], found["metadatas"], strict=True
                 ):
                     if live.get(meta["source"]) == meta["content_hash"]:
                         ids.append(chunk_id)
                         texts.append(f"{meta.get('title', '')}\n{meta.get('section', '')}\n{text}")
-                self.bm25, self.ids, self.signature = BM25(texts), ids, signature
+                        metas.append(meta)
+                self.built = _Keywords(BM25(texts), ids, _readers(metas))
+                self.signature = signature
         finally:
             self._building = False
 
@@ -132,13 +166,17 @@ class _View:
         self.manifest = Manifest(client, name)
         self.keyword = _KeywordIndex(self.chunks, self.manifest, background)
         self.state: tuple[int, int] | None = None  # (manifest revision, chunk count)
+        # Whether the chunks carry reader flags: an index built before permissions existed
+        # has none, and is searched unfiltered until its next reindex writes them.
+        self.permissions = False
 
     def size(self) -> int:
         """The chunk count, counted again only after a reindex run (``count()`` costs ~10 ms
         at 100k chunks, a fifth of a query); ``state`` keeps the revision it belongs to."""
-        revision = self.manifest.revision()
+        revision, access = self.manifest.state()
         if self.state is None or self.state[0] != revision:
             self.state = (revision, self.chunks.count())
+            self.permissions = access is not None
         return self.state[1]
 
 
@@ -196,25 +234,48 @@ class Retriever:
             self._view(collection or self.default_collection).keyword.current()
 
     def search(
-        self, query: str, k: int = 4, collection: str | None = None, mode: str | None = None
+        self,
+        query: str,
+        k: int = 4,
+        collection: str | None = None,
+        mode: str | None = None,
+        groups: frozenset[str] | None = None,
     ) -> list[Hit]:
+        """Top ``k`` passages; with ``groups``, only from documents those groups may read
+        (``None``: all documents, for admins and internal use)."""
         name = collection or self.default_collection
         try:
-            return self._search(self._view(name), query, k, mode or self.mode)
+            return self._search(self._view(name), query, k, mode or self.mode, groups)
         except RetrievalError:
             raise
         except Exception:
             # The collection may have been dropped and rebuilt (``index --full``): reopen once.
             with self._lock:
                 self._views.pop(name, None)
-            return self._search(self._view(name), query, k, mode or self.mode)
+            return self._search(self._view(name), query, k, mode or self.mode, groups)
 
-    def _search(self, view: _View, query: str, k: int, mode: str) -> list[Hit]:
+    def readable(
+        self, source: str, groups: frozenset[str] | None, collection: str | None = None
+    ) -> bool:
+        """Whether ``source`` is live in the index and readable by ``groups``."""
+        view = self._view(collection or self.default_collection)
+        view.size()  # reads the rules' state
+        if not view.manifest.live({source}):
+            return False
+        if groups is None or not view.permissions:
+            return True
+        clause = {"$and": [{"source": source}, where(groups)]}
+        return bool(view.chunks.get(where=clause, limit=1, include=[])["ids"])
+
+    def _search(
+        self, view: _View, query: str, k: int, mode: str, groups: frozenset[str] | None = None
+    ) -> list[Hit]:
         _check_mode(mode)
         query = clean_query(query)
         size = view.size() if query else 0
         if size == 0 or k <= 0:
             return []
+        scope = groups if view.permissions else None
         n = max(k, self.candidates)
         vector = np.asarray(self.embedder.embed_query([query])[0], dtype=np.float32)
         found: dict[str, _Chunk] = {}
@@ -227,6 +288,7 @@ class Retriever:
                 query_embeddings=[vector.tolist()],
                 n_results=min(n + SLACK, size),
                 include=["documents", "metadatas", "distances"],
+                where=where(scope) if scope is not None else None,
             )
             for chunk_id, text, meta, distance in zip(
                 result["ids"][0],
@@ -238,9 +300,10 @@ class Retriever:
                 found[chunk_id] = _Chunk(text, meta, 1.0 - float(distance))
                 dense.append(chunk_id)
         if mode in {"keyword", "hybrid"}:
-            bm25, ids = view.keyword.current(view.state)  # read by size(): no second read
-            keyword = {ids[row]: score for row, score in bm25.top(query, n)}
-            if bm25.rare_codes(query):
+            built = view.keyword.current(view.state)  # read by size(): no second read
+            top = built.bm25.top(query, n, built.allowed(scope))
+            keyword = {built.ids[row]: score for row, score in top}
+            if built.bm25.rare_codes(query):
                 weight = max(weight, self.code_weight)
             missing = [i for i in keyword if i not in found]
             if mode == "hybrid" and self.fusion == "convex" and self.reranker is None:

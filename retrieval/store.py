@@ -126,6 +126,7 @@ def build_indexer(
     full: bool = False,
     flush_chunks: int | None = None,
     headers: bool = True,
+    access=None,
 ):
     """An Indexer for ``collection``. ``full`` drops it first only when its embedding model
     differs (vectors of two models cannot share a collection); otherwise a full run
@@ -144,7 +145,7 @@ def build_indexer(
     manifest = Manifest(client, collection)
     prefix = getattr(embedder, "passage_prefix", "")
     recipe = index_recipe(chunk_tokens, chunk_overlap_tokens, headers, prefix)
-    options = {"headers": headers, "recipe": recipe}
+    options = {"headers": headers, "recipe": recipe, "access": access}
     if flush_chunks is not None:
         options["flush_chunks"] = flush_chunks
     return Indexer(chunks, manifest, embedder, chunker, **options)

@@ -84,7 +84,13 @@ class FakeUpstream:
 class FakeIndex:
     """A docs index speaking ``assistant.grounding.Index``: fixed passages, queries recorded."""
 
-    def __init__(self, hits: list | None = None, collections: tuple[str, ...] = ("docs",)):
+    def __init__(
+        self,
+        hits: list | None = None,
+        collections: tuple[str, ...] = ("docs",),
+        readers: dict[str, set[str]] | None = None,
+    ):
+        """``readers``: source -> groups that may read it (others: everyone)."""
         from retrieval.retriever import Hit
 
         self.hits = (
@@ -121,15 +127,34 @@ class FakeIndex:
             ]
         )
         self.collections = collections
+        self.readers = readers or {}
         self.queries: list[tuple[str, int, str | None]] = []
+        self.scopes: list[frozenset[str] | None] = []
 
-    def search(self, query: str, k: int = 4, collection: str | None = None) -> list:
+    def _may_read(self, source: str, groups: frozenset[str] | None) -> bool:
+        allowed = self.readers.get(source, {"everyone"})
+        return groups is None or bool(allowed & groups)
+
+    def search(
+        self,
+        query: str,
+        k: int = 4,
+        collection: str | None = None,
+        groups: frozenset[str] | None = None,
+    ) -> list:
         from retrieval.errors import RetrievalError
 
         if collection is not None and collection not in self.collections:
             raise RetrievalError(f"collection '{collection}' does not exist; index it first")
         self.queries.append((query, k, collection))
-        return self.hits[:k]
+        self.scopes.append(groups)
+        return [h for h in self.hits if self._may_read(h.source, groups)][:k]
+
+    def readable(
+        self, source: str, groups: frozenset[str] | None, collection: str | None = None
+    ) -> bool:
+        known = {h.source for h in self.hits}
+        return source in known and self._may_read(source, groups)
 
 
 class FakeEmbedder:

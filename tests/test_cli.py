@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["serve", "index", "eval-retrieval", "finetune", "demo-model", "bench"]
+COMMANDS = ["serve", "index", "eval-retrieval", "finetune", "demo-model", "bench", "users", "keys"]
 
 
 def run(*args, env=None, timeout=120):

@@ -40,6 +40,43 @@ SCRUBBED = [
     ("my manager is Colin Shaw in payables", "manager is <NAME> in", "NAME"),
     ("Brenda Hollis, E118204", "<NAME>, <EMPLOYEE_ID>", "NAME"),
     ("Janet Morley, janet.m@insurer.example, adjuster", "<NAME>, <EMAIL>", "NAME"),
+    # passwords in any phrasing: the value goes, the words stay
+    ("I reset your password to Winter2024!xq", "I reset your password to <PASSWORD>", "PASSWORD"),
+    ("ok, set it to Hunter22! and try again", "set it to <PASSWORD> and try", "PASSWORD"),
+    ("your temporary one is Blue-Sky-42", "your temporary one is <PASSWORD>", "PASSWORD"),
+    ("new pw: x7#kd9", "new pw: <PASSWORD>", "PASSWORD"),
+    ("the code is 739204", "the code is <PASSWORD>", "PASSWORD"),
+    ("changed it to Winter2024!xq for you", "changed it to <PASSWORD> for you", "PASSWORD"),
+    ("your one-time code: 552910", "code: <PASSWORD>", "PASSWORD"),
+    # card numbers, Luhn-checked
+    ("card 4111 1111 1111 1111 exp 12/27", "card <CARD> exp 12/27", "CARD"),
+    ("it was 5500-0055-5555-5559", "it was <CARD>", "CARD"),
+    ("amex 378282246310005.", "amex <CARD>.", "CARD"),
+    # IBANs, checksum-validated, with or without spaces
+    ("IBAN GB82 WEST 1234 5698 7654 32 please", "IBAN <IBAN> please", "IBAN"),
+    ("pay to DE89370400440532013000.", "pay to <IBAN>.", "IBAN"),
+    # national ids by checksum (and shape)
+    ("my SSN is 536-90-4399", "my SSN is <NATIONAL_ID>", "NATIONAL_ID"),
+    ("BSN 111222333 for the HR form", "BSN <NATIONAL_ID> for", "NATIONAL_ID"),
+    ("Steuer-ID: 36 574 261 809", "Steuer-ID: <NATIONAL_ID>", "NATIONAL_ID"),
+    ("NHS number 943 476 5919", "NHS number <NATIONAL_ID>", "NATIONAL_ID"),
+    ("NI number AB 12 34 56 C", "NI number <NATIONAL_ID>", "NATIONAL_ID"),
+    ("numéro 2 95 10 99 126 111 93", "numéro <NATIONAL_ID>", "NATIONAL_ID"),
+    ("DNI 54362315K", "DNI <NATIONAL_ID>", "NATIONAL_ID"),
+    ("codice fiscale RCCMNL83S18D969H", "fiscale <NATIONAL_ID>", "NATIONAL_ID"),
+    ("AHV 756.9217.0769.85", "AHV <NATIONAL_ID>", "NATIONAL_ID"),
+    ("PPS 6433435F", "PPS <NATIONAL_ID>", "NATIONAL_ID"),
+    # names without a greeting
+    ("tell Priya to call back", "tell <NAME> to call back", "NAME"),
+    ("Marcus Brody phoned", "<NAME> phoned", "NAME"),
+    ("ask Jürgen about it", "ask <NAME> about it", "NAME"),
+    ("ask Grant about the share", "ask <NAME> about", "NAME"),
+    ("Priya's laptop is slow", "<NAME>'s laptop", "NAME"),
+    ("I passed it to Marcus and Priya", "to <NAME> and <NAME>", "NAME"),
+    ("Dr Okafor rang", "Dr <NAME> rang", "NAME"),
+    ("Ewan MacLeod raised it", "<NAME> raised it", "NAME"),
+    ("Nathan, please do not switch it off.", "<NAME>, please", "NAME"),
+    ("Got it from Neil. What now?", "from <NAME>.", "NAME"),
 ]
 
 KEPT = [
@@ -59,6 +96,39 @@ KEPT = [
     "the time was 12:30:45 when it crashed",
     "open S:\\Finance\\2026 and the PIN reset page",
     "meeting at 10.30 in room 1.14",
+    # look-alikes of passwords
+    "set it to DHCP",
+    "reset it to factory defaults",
+    "upgrade to version 2.4.1 and set it to 1080p",
+    "set it to 5GHz, changed it to WPA3-Personal",
+    "set it to srv-01.corp.local",
+    "the error code is 1603, the code is 0x80070005",
+    "the new password is in the safe",
+    # look-alikes of cards, IBANs and ids
+    "order 4111111111111112 shipped",
+    "IMEI 356938035643809",
+    "IBAN GB83 WEST 1234 5698 7654 32",
+    "BSN 123456789",
+    "NI number QQ 12 34 56 C",
+    "Apache says AH00124, Windows says 0x80070005, the VPN says TP-204",
+    "ticket INC0012345 and KB5034441 on 2026-02-09",
+    "serial 5CD1234XYZ, part 12345678 and 123456789",
+    "Windows 10.0.19045.3803 and version 16.0.17328.20162",
+    # look-alikes of names
+    "Will it reboot?",
+    "Grant access to the share",
+    "Mark as read, then archive",
+    "April update broke the dock",
+    "Outlook and Teams on Windows",
+    "the Berlin office uses Cisco AnyConnect",
+    "Open Jira in Chrome on the Mac, Linux is not supported",
+    "Please restart the machine. Printer is jammed again.",
+    "Line Manager approval and Key Vault and File Explorer",
+    "Florence and Milan offices are moving to Teams Phone",
+    "RoomPanel outside Trent says offline",
+    "In Outlook, go to View. Summer's update broke it",
+    "Grace period ends on 22 May",
+    "Don't forget to lock your screen",
 ]
 
 
@@ -68,7 +138,10 @@ def test_scrubs(text, expected, kind):
     out = Scrubber().scrub(text, report)
     assert expected in out, out
     assert report.counts[kind] >= 1
-    for leaked in ("S3cret", "Summer2026", "E204517", "900331", "Martin", "abc123XYZ"):
+    for leaked in (
+        "S3cret", "Summer2026", "E204517", "900331", "Martin", "abc123XYZ", "Winter2024",
+        "Hunter22", "739204", "4111", "WEST", "536-90", "Priya", "Jürgen", "Brody",
+    ):  # fmt: skip
         assert leaked not in out or leaked not in text
 
 
@@ -95,3 +168,35 @@ def test_report_counts_per_kind():
     report = ScrubReport()
     Scrubber().scrub("a@b.example, c@d.example and 10.0.0.1", report)
     assert report.as_dict() == {"EMAIL": 2, "IPV4": 1}
+
+
+def test_new_kinds_are_counted_and_ordered():
+    report = ScrubReport()
+    Scrubber().scrub(
+        "card 4111 1111 1111 1111, IBAN GB82WEST12345698765432, SSN 536-90-4399, "
+        "set it to Hunter22! and tell Priya",
+        report,
+    )
+    assert report.as_dict() == {
+        "PASSWORD": 1, "IBAN": 1, "CARD": 1, "NATIONAL_ID": 1, "NAME": 1,
+    }  # fmt: skip
+
+
+def test_a_card_is_no_phone_and_an_iban_keeps_the_next_word():
+    out = Scrubber().scrub("5500 0055 5555 5559 or GB82 WEST 1234 5698 7654 32 OK")
+    assert out == "<CARD> or <IBAN> OK"
+
+
+def test_the_given_names_load_lazily_once():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, finetune.pii as p; "
+        "assert not any(m.startswith(('gender_guesser', 'stdnum')) for m in sys.modules); "
+        "p.Scrubber().scrub('tell Priya'); p.Scrubber().scrub('ask Marcus'); "
+        "assert p._given_names.cache_info().misses == 1"
+    )
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)

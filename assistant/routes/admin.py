@@ -12,7 +12,8 @@ from assistant.errors import APIError
 
 
 async def require_admin_key(request: Request) -> None:
-    request.app.state.keys.check_admin(request.headers.get("authorization"))
+    host = request.client.host if request.client else None
+    request.state.principal = request.app.state.auth.admin(request.headers, host)
 
 
 router = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin_key)])

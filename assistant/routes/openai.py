@@ -8,8 +8,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from assistant.errors import APIError
 
 
+def client_host(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 async def require_api_key(request: Request) -> None:
-    request.app.state.keys.check_api(request.headers.get("authorization"))
+    """Who is asking (``assistant.auth``), kept on the request for the handlers."""
+    request.state.principal = request.app.state.auth.principal(
+        request.headers, client_host(request)
+    )
 
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -36,7 +43,8 @@ def _respond(result):
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request):
-    return _respond(await request.app.state.chat.chat(await read_body(request)))
+    principal = request.state.principal
+    return _respond(await request.app.state.chat.chat(await read_body(request), principal))
 
 
 @router.post("/completions")

@@ -6,14 +6,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from assistant.errors import APIError
-from assistant.routes.openai import read_body
+from assistant.routes.openai import client_host, read_body
 
 
 async def require_key(request: Request) -> None:
     """Bearer header, or ``?key=`` for links a browser opens (it cannot send the header)."""
-    header = request.headers.get("authorization")
+    headers = dict(request.headers)
     key = request.query_params.get("key")
-    request.app.state.keys.check_api(header or (f"Bearer {key}" if key else None))
+    if key and "authorization" not in headers:
+        headers["authorization"] = f"Bearer {key}"
+    request.state.principal = request.app.state.auth.principal(headers, client_host(request))
 
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
@@ -29,6 +31,8 @@ async def feedback(request: Request):
 
 @router.get("/sources/{path:path}")
 async def source_document(request: Request, path: str):
-    """A cited document, read-only, exactly as indexed."""
+    """A cited document, read-only, exactly as indexed. A document the caller may not read
+    answers exactly like one that does not exist."""
     file, media = request.app.state.docs.open(path)
+    await request.app.state.grounder.require_readable(path, request.state.principal.scope)
     return FileResponse(file, media_type=media, content_disposition_type="inline")

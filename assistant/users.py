@@ -1,0 +1,262 @@
+"""Local users and their API keys, in SQLite under HOME.
+
+Passwords are kept as argon2id hashes (argon2-cffi). API keys are random 32-byte tokens,
+shown once when made and kept as SHA-256 digests: a key is as strong as a long random
+password, so a fast hash is enough and a lookup is one indexed query. A user who is
+removed takes their keys along (a removed user's key is refused at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from retrieval.access import EVERYONE, GROUP
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+KEY_PREFIX = "hd-"
+SERVICE_USER = "service"  # who ASSISTANT_API_KEYS act as
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    groups TEXT NOT NULL DEFAULT '',      -- comma-separated
+    admin INTEGER NOT NULL DEFAULT 0,
+    password_hash TEXT,                   -- argon2id; NULL: this user signs in by key only
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    label TEXT NOT NULL DEFAULT '',
+    digest TEXT NOT NULL UNIQUE,          -- sha256 of the key
+    hint TEXT NOT NULL,                   -- the key's last 4 characters, for lists
+    created_at REAL NOT NULL,
+    last_used_at REAL,
+    revoked_at REAL
+);
+"""
+
+
+class UserStoreError(ValueError):
+    """Bad input to the store: an unusable name, a duplicate, an unknown user."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...]
+    admin: bool
+
+    @property
+    def all_groups(self) -> frozenset[str]:
+        """The groups retrieval filters on: the user's own plus ``everyone``."""
+        return frozenset((*self.groups, EVERYONE))
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not NAME.fullmatch(name or ""):
+        raise UserStoreError(
+            f"'{name}' is not a usable user name: letters, digits, '.', '_', '@' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_groups(groups: list[str]) -> tuple[str, ...]:
+    for group in groups:
+        if not GROUP.fullmatch(group or ""):
+            raise UserStoreError(
+                f"'{group}' is not a usable group name: letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit, at most 64 characters"
+            )
+    return tuple(dict.fromkeys(groups))
+
+
+class UserStore:
+    def __init__(self, path: Path, *, max_failures: int = 5, lockout_s: float = 300.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_failures = max_failures
+        self.lockout_s = lockout_s
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- users ---------------------------------------------------------------------------
+    def add(
+        self, name: str, groups: list[str], *, admin: bool = False, password: str | None = None
+    ) -> User:
+        check_name(name)
+        clean = check_groups(groups)
+        if password is not None and len(password) < 8:
+            raise UserStoreError("a password needs at least 8 characters")
+        hashed = _hasher().hash(password) if password is not None else None
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO users (name, groups, admin, password_hash, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (name, ",".join(clean), int(admin), hashed, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise UserStoreError(f"user '{name}' already exists") from None
+        return User(name, clean, admin)
+
+    def get(self, name: str) -> User | None:
+        row = self._db.execute(
+            "SELECT name, groups, admin FROM users WHERE name = ?", (name,)
+        ).fetchone()
+        return _user(row) if row else None
+
+    def list(self) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT u.name, u.groups, u.admin, u.password_hash IS NOT NULL, u.created_at, "
+            "(SELECT COUNT(*) FROM api_keys k WHERE k.user = u.name AND k.revoked_at IS NULL) "
+            "FROM users u ORDER BY u.name"
+        ).fetchall()
+        return [
+            {
+                "name": name,
+                "groups": [g for g in groups.split(",") if g],
+                "admin": bool(admin),
+                "password": bool(has_password),
+                "created_at": created,
+                "keys": keys,
+            }
+            for name, groups, admin, has_password, created, keys in rows
+        ]
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            deleted = self._db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
+        if not deleted:
+            raise UserStoreError(f"no user '{name}'")
+
+    def verify_password(self, name: str, password: str) -> User | None:
+        """The user if the password is right. Wrong tries are counted; after
+        ``max_failures`` in a row the account is locked for ``lockout_s`` seconds (a right
+        password is refused too while locked). Unknown names cost the same hashing time."""
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        hasher = _hasher()
+        row = self._db.execute(
+            "SELECT name, groups, admin, password_hash, failed_logins, locked_until "
+            "FROM users WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None or row[3] is None:
+            _burn(password)
+            return None
+        if row[5] > time.time():
+            _burn(password)
+            return None
+        try:
+            hasher.verify(row[3], password)
+        except (VerificationError, InvalidHashError):
+            failures = row[4] + 1
+            locked = time.time() + self.lockout_s if failures >= self.max_failures else 0
+            with self._lock:
+                self._db.execute(
+                    "UPDATE users SET failed_logins = ?, locked_until = ? WHERE name = ?",
+                    (0 if locked else failures, locked, name),
+                )
+            return None
+        with self._lock:
+            self._db.execute(
+                "UPDATE users SET failed_logins = 0, locked_until = 0 WHERE name = ?", (name,)
+            )
+        return _user(row[:3])
+
+    # --- keys ----------------------------------------------------------------------------
+    def create_key(self, user: str, label: str = "") -> tuple[int, str]:
+        """A new key for ``user``: (key id, the key). The key is not stored, only its hash."""
+        if self.get(user) is None:
+            raise UserStoreError(f"no user '{user}'; add it first with `assistant users add`")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO api_keys (user, label, digest, hint, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (user, label, _digest(key), key[-4:], time.time()),
+            )
+        return int(cursor.lastrowid), key
+
+    def user_for_key(self, key: str) -> User | None:
+        """The user a (live) key belongs to; ``None`` for unknown or revoked keys."""
+        row = self._db.execute(
+            "SELECT k.id, u.name, u.groups, u.admin FROM api_keys k "
+            "JOIN users u ON u.name = k.user WHERE k.digest = ? AND k.revoked_at IS NULL",
+            (_digest(key),),
+        ).fetchone()
+        if row is None:
+            return None
+        with self._lock:
+            self._db.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (time.time(), row[0])
+            )
+        return _user(row[1:])
+
+    def keys(self, user: str | None = None) -> list[dict]:
+        query = "SELECT id, user, label, hint, created_at, last_used_at, revoked_at FROM api_keys"
+        args: tuple = ()
+        if user is not None:
+            query += " WHERE user = ?"
+            args = (user,)
+        rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+        keys = ("id", "user", "label", "hint", "created_at", "last_used_at", "revoked_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def revoke_key(self, key_id: int) -> None:
+        with self._lock:
+            changed = self._db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (time.time(), key_id),
+            ).rowcount
+        if not changed:
+            raise UserStoreError(f"no live key with id {key_id}")
+
+
+def _user(row) -> User:
+    name, groups, admin = row
+    return User(name, tuple(g for g in groups.split(",") if g), bool(admin))
+
+
+@lru_cache(maxsize=1)
+def _hasher():
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return _hasher().hash(secrets.token_urlsafe(16))
+
+
+def _burn(password: str) -> None:
+    """Spend the time of one verification, so unknown and locked names answer as slowly as
+    wrong passwords do (no telling which names exist)."""
+    from argon2.exceptions import VerificationError
+
+    with contextlib.suppress(VerificationError):
+        _hasher().verify(_dummy_hash(), password)
