@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant.answer_log import AnswerLog
 from assistant.auth import Authenticator
 from assistant.chat_service import ChatService, ModelCatalog
 from assistant.docs_service import DocsService
@@ -24,6 +25,7 @@ from assistant.index_service import IndexService
 from assistant.metrics import Metrics, RequestMetrics
 from assistant.query_expansion import HydeExpander
 from assistant.settings import Settings
+from assistant.signing import SourceLinks, load_secret
 from assistant.upstream import Upstream
 from assistant.users import UserStore
 from retrieval.embeddings import Embedder
@@ -41,6 +43,9 @@ def create_app(
     index_service: IndexService | None = None,
     feedback_store=None,
     users: UserStore | None = None,
+    answers: AnswerLog | None = None,
+    secret: bytes | None = None,
+    login_delay_s: float = 1.0,
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """Wire the gateway.
@@ -50,7 +55,11 @@ def create_app(
     ``embedder`` serves ``/v1/embeddings``; ``engine_restarts`` feeds ``/metrics``;
     ``index_service`` backs the admin routes (reindex jobs, index overview);
     ``feedback_store`` (``finetune.feedback.FeedbackStore``) keeps the ratings of answers;
-    ``users`` (``assistant.users.UserStore``) holds local users and their API keys.
+    ``users`` (``assistant.users.UserStore``) holds local users and their API keys;
+    ``answers`` (``assistant.answer_log.AnswerLog``, default HOME/answers.sqlite) keeps what
+    was answered to whom, which feedback must point at;
+    ``secret`` signs session cookies and source links (default: ``secret_key``, else
+    HOME/secret.key); ``login_delay_s`` is the pause after a wrong password.
     ``on_shutdown`` runs when the server stops (uvicorn re-raises SIGTERM after its own
     shutdown, so code after ``uvicorn.run`` is not a safe place for cleanup).
     """
@@ -70,9 +79,17 @@ def create_app(
     app.state.settings = settings
     app.state.upstream = upstream
     app.state.index_service = index_service
-    app.state.feedback = FeedbackService(feedback_store) if feedback_store is not None else None
+    answers = app.state.answers = answers or AnswerLog(
+        settings.home / "answers.sqlite", settings.history_days
+    )
+    app.state.feedback = (
+        FeedbackService(feedback_store, answers) if feedback_store is not None else None
+    )
     app.state.docs = DocsService(settings.docs_dir, settings.max_upload_bytes)
-    app.state.auth = Authenticator.from_settings(settings, users)
+    secret = secret or load_secret(settings.secret_key, settings.secret_path)
+    app.state.auth = Authenticator.from_settings(settings, users, secret)
+    app.state.login_delay_s = login_delay_s
+    links = app.state.links = SourceLinks(secret, settings.source_link_minutes * 60)
     metrics = app.state.metrics = Metrics(engine_restarts)
     app.state.embeddings = (
         EmbeddingService(embedder, settings.embedding_model) if embedder is not None else None
@@ -87,18 +104,32 @@ def create_app(
         observe=metrics.retrieval.observe,
         expand=HydeExpander(upstream, settings.model_name),
         hyde=settings.retrieval_hyde,
+        link=links.url,
     )
     app.state.grounder = grounder
-    app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics)
+    app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics, answers)
 
-    from assistant.routes import admin, health, openai, pages
+    from assistant.routes import admin, health, history, login, openai, pages
 
     app.include_router(openai.router)
     app.include_router(pages.router)
+    app.include_router(pages.sources)
+    app.include_router(login.router)
+    app.include_router(history.router)
     app.include_router(admin.router)
     app.include_router(health.router)
 
     app.add_middleware(RequestMetrics, metrics=metrics)
+
+    if settings.auth == "local":
+
+        @app.middleware("http")
+        async def _sign_in_first(request: Request, call_next):
+            """The page itself sends a visitor with no session to the sign-in form."""
+            page = request.method == "GET" and request.url.path == "/"
+            if page and app.state.auth.session_user(request.headers.get("cookie")) is None:
+                return RedirectResponse("/login?next=/", status_code=303)
+            return await call_next(request)
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):

@@ -4,6 +4,7 @@ A request is identified, in this order, by
 - ``Authorization: Bearer KEY``: the admin key (``ASSISTANT_ADMIN_KEY``), one of
   ``ASSISTANT_API_KEYS`` (the built-in service user, group ``everyone``), or a user's key
   from ``assistant keys create``;
+- with ``auth=local`` (or ``oidc``): the signed session cookie set at sign-in;
 - with ``auth=header``: the user and groups headers an auth proxy sets, believed only from
   ``trusted_proxies`` addresses;
 - with ``auth=none`` and no API keys configured: an anonymous caller in group ``everyone``
@@ -19,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from assistant.errors import APIError
-from assistant.users import SERVICE_USER, UserStore
+from assistant.signing import Signer
+from assistant.users import SERVICE_USER, User, UserStore
 from retrieval.access import EVERYONE, GROUP
 
 
@@ -38,6 +40,7 @@ class Principal:
 ANONYMOUS = Principal("anonymous", frozenset({EVERYONE}))
 SERVICE = Principal(SERVICE_USER, frozenset({EVERYONE}))
 ADMIN = Principal("admin", frozenset({EVERYONE}), admin=True)
+COOKIE = "hd_session"
 
 
 def bearer(header: str | None) -> str | None:
@@ -58,6 +61,8 @@ class Authenticator:
         user_header: str = "X-Forwarded-User",
         groups_header: str = "X-Forwarded-Groups",
         admin_group: str = "admins",
+        secret: bytes | None = None,
+        session_hours: float = 12.0,
     ) -> None:
         self.mode = mode
         self.api_keys = list(api_keys)
@@ -67,9 +72,13 @@ class Authenticator:
         self.user_header = user_header
         self.groups_header = groups_header
         self.admin_group = admin_group
+        self.cookies = Signer(secret, "session") if secret is not None else None
+        self.session_s = session_hours * 3600.0
 
     @classmethod
-    def from_settings(cls, settings, users: UserStore | None) -> Authenticator:
+    def from_settings(
+        cls, settings, users: UserStore | None, secret: bytes | None = None
+    ) -> Authenticator:
         return cls(
             mode=settings.auth,
             api_keys=settings.api_keys,
@@ -79,6 +88,8 @@ class Authenticator:
             user_header=settings.auth_user_header,
             groups_header=settings.auth_groups_header,
             admin_group=settings.auth_admin_group,
+            secret=secret,
+            session_hours=settings.session_hours,
         )
 
     @property
@@ -93,6 +104,13 @@ class Authenticator:
             return self._by_key(key)
         if self.mode == "header":
             return self._by_header(headers, client)
+        if self.mode in {"local", "oidc"}:
+            session = self.session_user(headers.get("cookie"))
+            if session is not None:
+                return self._of(session)
+            raise APIError(
+                401, "not signed in: sign in on the page, or send an API key", code="no_session"
+            )
         if self.open:
             return ANONYMOUS
         raise APIError(
@@ -107,7 +125,8 @@ class Authenticator:
                 "admin routes are off on this server: set ASSISTANT_ADMIN_KEY to use them",
                 code="admin_disabled",
             )
-        if bearer(headers.get("authorization")) is None and self.mode != "header":
+        signed_in = self.mode in {"local", "oidc"} and headers.get("cookie")
+        if bearer(headers.get("authorization")) is None and self.mode != "header" and not signed_in:
             raise APIError(401, "this route needs the admin key", code="invalid_admin_key")
         try:
             caller = self.principal(headers, client)
@@ -129,9 +148,35 @@ class Authenticator:
         if self.users is not None:
             user = self.users.user_for_key(key)
             if user is not None:
-                admin = user.admin or self.admin_group in user.groups
-                return Principal(user.name, user.all_groups, admin)
+                return self._of(user)
         raise APIError(401, "invalid API key", code="invalid_api_key")
+
+    def _of(self, user: User) -> Principal:
+        return Principal(user.name, user.all_groups, user.admin or self.admin_group in user.groups)
+
+    # --- sessions ------------------------------------------------------------------------
+    def start_session(self, user: str) -> str:
+        """The cookie value for a new session of ``user``: ``id.signature``."""
+        if self.users is None or self.cookies is None:
+            raise RuntimeError("sessions need a user store and a secret")
+        session = self.users.start_session(user, self.session_s)
+        return f"{session}.{self.cookies.sign(session)}"
+
+    def session_user(self, cookie_header: str | None) -> User | None:
+        """The user of the session cookie in a Cookie header; forged, expired or ended
+        sessions give ``None``."""
+        value = _cookie(cookie_header, COOKIE)
+        if not value or self.users is None or self.cookies is None:
+            return None
+        session, _, signature = value.rpartition(".")
+        if not session or not self.cookies.verify(session, signature):
+            return None
+        return self.users.session_user(session)
+
+    def end_session(self, cookie_header: str | None) -> None:
+        value = _cookie(cookie_header, COOKIE)
+        if value and self.users is not None:
+            self.users.end_session(value.rpartition(".")[0])
 
     def _by_header(self, headers: Mapping[str, str], client: str | None) -> Principal:
         if not self._trusted(client):
@@ -164,3 +209,17 @@ class Authenticator:
 
     def _has_users(self) -> bool:
         return self.users is not None and bool(self.users.list())
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    from http.cookies import CookieError, SimpleCookie
+
+    if not header:
+        return None
+    jar = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None

@@ -9,9 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from assistant.answer_log import AnswerLog, parse_stream
 from assistant.auth import ANONYMOUS, Principal
 from assistant.errors import APIError
 from assistant.grounder import Grounder, with_extension
+from assistant.grounding import text_of
 from assistant.metrics import Metrics
 from assistant.schemas import ChatCompletionRequest, CompletionRequest
 from assistant.upstream import Upstream
@@ -69,11 +71,13 @@ class ChatService:
         catalog: ModelCatalog,
         grounder: Grounder | None = None,
         metrics: Metrics | None = None,
+        answers: AnswerLog | None = None,
     ) -> None:
         self.upstream = upstream
         self.catalog = catalog
         self.grounder = grounder
         self.metrics = metrics
+        self.answers = answers  # what was answered to whom, for feedback to point at
 
     async def chat(
         self, raw: bytes, principal: Principal = ANONYMOUS
@@ -93,6 +97,9 @@ class ChatService:
         request = parse(ChatCompletionRequest, raw)
         await self.catalog.require(request.model)
         body = request.model_dump(exclude_none=True, exclude={"retrieval"})
+        asked = [
+            {"role": m.get("role"), "content": text_of(m.get("content"))} for m in body["messages"]
+        ]
         grounding = None
         if self.grounder is not None:
             grounding = await self.grounder.ground(
@@ -101,11 +108,39 @@ class ChatService:
         if grounding is not None:
             body["messages"] = grounding.messages
         result = await self._forward("/v1/chat/completions", body, request.stream)
-        if grounding is None:
+        sources = grounding.sources if grounding is not None else []
+        if grounding is not None:
+            if isinstance(result, dict):
+                result = {**result, **grounding.extension()}
+            else:
+                result = with_extension(result, grounding.extension())
+        record = {"user": principal.name, "model": request.model, "messages": asked,
+                  "sources": sources}  # fmt: skip
+        if self.answers is None:
             return result
         if isinstance(result, dict):
-            return {**result, **grounding.extension()}
-        return with_extension(result, grounding.extension())
+            choices = result.get("choices") or [{}]
+            answer = (choices[0].get("message") or {}).get("content") or ""
+            self._record(result.get("id"), answer, record)
+            return result
+        return self._recording(result, record)
+
+    def _record(self, completion_id: str | None, answer: str, record: dict) -> None:
+        if completion_id and self.answers is not None:
+            self.answers.record(id=completion_id, answer=answer, **record)
+
+    async def _recording(self, chunks: AsyncIterator[bytes], record: dict):
+        """Pass a stream through; when it ends (or the client goes), keep what was answered.
+        The bytes are parsed once at the end, not per token."""
+        seen: list[bytes] = []
+        try:
+            async for chunk in chunks:
+                seen.append(chunk)
+                yield chunk
+        finally:
+            await chunks.aclose()
+            completion_id, answer = parse_stream(b"".join(seen))
+            self._record(completion_id, answer, record)
 
     async def complete(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(CompletionRequest, raw)

@@ -42,6 +42,7 @@ class Grounder:
         observe: Callable[[float], None] | None = None,
         expand: Callable[[str], Awaitable[str]] | None = None,
         hyde: bool = False,
+        link: Callable[[str], str] | None = None,
     ) -> None:
         self.index = index
         self.prompts = prompts
@@ -52,6 +53,7 @@ class Grounder:
         self.observe = observe or (lambda seconds: None)
         self.expand = expand  # HyDE through the served model (assistant.query_expansion)
         self.hyde = hyde  # whether to expand when the request does not say
+        self.link = link  # a short-lived URL that opens a cited document
 
     async def ground(
         self, messages: list[dict], options=None, scope: frozenset[str] | None = None
@@ -74,7 +76,13 @@ class Grounder:
                 continue
             kept.append(replace(hit, rank=len(kept) + 1))
             used += len(hit.text)
-        return Grounding(self.prompts.apply(messages, kept), [h.citation() for h in kept])
+        return Grounding(self.prompts.apply(messages, kept), [self._cite(h) for h in kept])
+
+    def _cite(self, hit) -> dict:
+        citation = hit.citation()
+        if self.link is not None:
+            citation["url"] = self.link(hit.source)
+        return citation
 
     async def require_readable(self, source: str, scope: frozenset[str] | None) -> None:
         """A 404, the same as for a missing file, unless the caller may read ``source``."""

@@ -19,11 +19,10 @@ def check_auth(settings: Settings) -> None:
             "anyone who reaches the port could read every document. Set ASSISTANT_API_KEYS, "
             "or ASSISTANT_AUTH=header behind an auth proxy, or listen on 127.0.0.1"
         )
-    if settings.auth in {"local", "oidc"}:
+    if settings.auth == "oidc":
         raise UserError(
-            f"ASSISTANT_AUTH={settings.auth} needs the page's sign-in, which is not built yet; "
-            "use ASSISTANT_AUTH=header behind an auth proxy, or users' API keys "
-            "(`assistant keys create`) with ASSISTANT_AUTH=none"
+            "ASSISTANT_AUTH=oidc is not built yet; use ASSISTANT_AUTH=local (accounts from "
+            "`assistant users add`) or ASSISTANT_AUTH=header behind an auth proxy"
         )
     if settings.auth == "header" and not settings.trusted_proxies:
         raise UserError(
@@ -128,13 +127,23 @@ def _mount_page(app, settings: Settings) -> None:
             "Running the offline demo model: a tiny model trained in minutes to show the "
             "pipeline. Its answers are not reliable; see the README to serve a real model."
         )
-    page = build_page(
-        f"http://{host}:{settings.port}/v1",
-        model,
-        settings.api_keys[0] if settings.api_keys else None,
-        notice=notice,
-    )
-    gr.mount_gradio_app(app, page, path="/")
+    # With sign-in, the page acts as the signed-in person (their session), never a key;
+    # without, as the service user of the first API key, server-side only.
+    key = settings.api_keys[0] if settings.api_keys and settings.auth == "none" else None
+    page = build_page(f"http://{host}:{settings.port}/v1", model, key, notice=notice)
+    gr.mount_gradio_app(app, page, path="/", auth_dependency=page_guard(app, settings))
+
+
+def page_guard(app, settings: Settings):
+    """With sign-in, the page and its Gradio API answer only callers with a session."""
+    if settings.auth == "none":
+        return None
+
+    def signed_in(request) -> str | None:
+        user = app.state.auth.session_user(request.headers.get("cookie"))
+        return user.name if user is not None else None
+
+    return signed_in
 
 
 def _first_remote_model(url: str) -> str | None:

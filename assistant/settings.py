@@ -128,6 +128,23 @@ class Settings(BaseSettings):
     auth_admin_group: str = Field(
         "admins", description="Members of this group are admins (see every document)."
     )
+    secret_key: str | None = Field(
+        None,
+        description="Signs session cookies and source links. Unset: a random key kept in "
+        "HOME/secret.key (made on first start).",
+    )
+    session_hours: float = Field(
+        12, gt=0, description="How long a sign-in lasts (the session cookie's expiry)."
+    )
+    source_link_minutes: float = Field(
+        60, gt=0, description="How long a source link in an answer opens its document."
+    )
+    history_days: float = Field(
+        90,
+        ge=0,
+        description="Conversation history (and the answer records feedback points at) older "
+        "than this many days is deleted for good; 0 keeps it.",
+    )
     access_file: Path | None = Field(
         None,
         description="Document permissions (ordered 'path' / 'groups' rules). Unset: "
@@ -292,6 +309,10 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.store_dir or self.home / "index"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.home / "secret.key"
 
     @property
     def users_path(self) -> Path:

@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     last_used_at REAL,
     revoked_at REAL
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    digest TEXT PRIMARY KEY,              -- sha256 of the session id (the cookie holds the id)
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 
 
@@ -225,6 +231,32 @@ class UserStore:
         rows = self._db.execute(query + " ORDER BY id", args).fetchall()
         keys = ("id", "user", "label", "hint", "created_at", "last_used_at", "revoked_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # --- sessions ------------------------------------------------------------------------
+    def start_session(self, user: str, ttl_s: float) -> str:
+        """A new session id for ``user``, valid ``ttl_s`` seconds (stored hashed)."""
+        session = secrets.token_urlsafe(32)
+        now = time.time()
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
+            self._db.execute(
+                "INSERT INTO sessions (digest, user, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (_digest(session), user, now, now + ttl_s),
+            )
+        return session
+
+    def session_user(self, session: str) -> User | None:
+        """The user of a live session; ``None`` when unknown, expired or the user is gone."""
+        row = self._db.execute(
+            "SELECT u.name, u.groups, u.admin FROM sessions s JOIN users u ON u.name = s.user "
+            "WHERE s.digest = ? AND s.expires_at > ?",
+            (_digest(session), time.time()),
+        ).fetchone()
+        return _user(row) if row else None
+
+    def end_session(self, session: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE digest = ?", (_digest(session),))
 
     def revoke_key(self, key_id: int) -> None:
         with self._lock:

@@ -29,12 +29,24 @@ and "reset it to factory defaults" stay.
 
 Names: ``<NAME>`` after greetings and introductions ("Hi Priya", "my name is ..."), next to
 contact data, for every ``known_names`` word, and without a cue word when the context says
-"person". Given names come from gender-guesser's curated dictionary (about 48,000 given names
-with per-country frequencies 1-13: loaded once per process, lazily, in about 0.4 s and 30 MB).
-names-dataset was measured and rejected: its pickles take about 10 s and 1.9 GB to load (5 s
-and 0.9 GB for the first names alone). Only capitalised tokens are candidates (not ALL-CAPS,
-not camel-case like AnyConnect, not in a path or host name), and never one of ``NOT_NAMES``,
-``_FUNCTION_WORDS`` (function words, months) or ``_IT_WORDS`` (products, UI labels, places).
+"person". Only capitalised tokens are candidates (not ALL-CAPS, not camel-case like
+AnyConnect, not in a path or host name), and never one of ``NOT_NAMES``, ``_FUNCTION_WORDS``
+(function words, months, everyday words) or ``_IT_WORDS`` (products, UI labels, places).
+
+Given names come from names-dataset (MIT): 727,556 first names from Facebook profiles, each
+with its rank in up to 10 of 105 countries. Loading its pickles takes about 10 s and 1.9 GB
+(7 s and 0.94 GB for the first names alone), so the first use derives a compact list, every
+one-word first name ranked within the top 1000 of at least one country (55,449 names,
+lower-cased, with the best rank; "popular" below means top 300: 18,045 names), frees the
+dataset and caches the list in ``$ASSISTANT_NAMES_CACHE`` or else
+``$XDG_CACHE_HOME/helpdesk-assistant/names-v1.json.gz`` (``~/.cache`` by default; 290 kB,
+written to a temporary file and renamed). Building it costs about 8 s and 0.95 GB of peak
+memory, once per machine; later processes load it lazily, on the first bare-name check, in
+about 0.05 s and 10 MB. Where the cache cannot be written, each process derives the list and
+keeps it in memory. (gender-guesser, used before, is GPLv3: it cannot ship with this
+Apache-2.0 project.) The Facebook data also ranks words used as names somewhere ("Data",
+"China", "Welcome", "Gift"): those likely in help-desk text are in the word lists.
+
 A candidate is a name when:
 
 1. a contact word comes right before it ("tell", "ask", "cc", "ping", "let", "spoke to",
@@ -54,17 +66,26 @@ A candidate is a name when:
 Rules 2-5 do not fire after "in/at/outside/near ..." ("the room outside Trent says ..."). So
 "Will it reboot?", "Grant access", "Mark as read", "April update", "Outlook", "Teams", "Berlin
 office", "Cisco AnyConnect", "Jordan building" and sentence-initial words ("Please", "Printer")
-stay; a person is missed when the name is unknown to the dictionary and has no cue ("Chidi
-Eze joins"), or is a common word without a cue ("Will Smith phoned").
+stay; a person is missed when the name is outside the list and has no cue ("Ffion Quist
+joins": 1128th at best), or is a common word without a cue ("Will Smith joins").
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gzip
+import json
+import logging
+import os
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+_log = logging.getLogger(__name__)
 
 PLACEHOLDERS = (
     "URL_SECRET", "EMAIL", "SECRET", "PASSWORD", "IBAN", "CARD", "NATIONAL_ID", "MAC", "IPV6",
@@ -249,8 +270,8 @@ NOT_NAMES = frozenset(
     Tuesday Very We Wednesday Well What When Where Which Who Why Will With Yes Yesterday You
     Your IT Service Desk Support Helpdesk HR Finance Payroll Accounts Reception Security""".split()  # noqa: SIM905
 )
-# Words that the given-name dictionary also lists (mostly romanisations: "The", "In", "Do")
-# and that are never names in this text.
+# Words that the given-name list also holds (romanisations: "The", "In", "Do"; words used as
+# names in a few countries: "Day", "Main", "Welcome") and that are never names in this text.
 _FUNCTION_WORDS = frozenset(
     """About After Again Ah Also Am Another Anything Ate Away Back Because Been Before Both Bye
     Come Did Done Each Else En Even Ever Every Few Fine First Five Four Go Got Ha Had Has Her
@@ -258,7 +279,11 @@ _FUNCTION_WORDS = frozenset(
     Na Next Nine Non Oh One Only Other Over Per Said Same Says Se Should Since Some Soon Still
     Such Take Tell Than Thanks These Those Though Three Through Till To Too Two Uh Um Un Up Us
     Via Was Way Were While Whom Whose Would Ya Yeah Ye Yep Yo Yet January February March April
-    May June July August September October November December Easter Christmas""".split()  # noqa: SIM905
+    May June July August September October November December Easter Christmas Eid Ramadan
+    Along Amid Baby Base Believe Best Bright Brilliant Bro Chose Circle Clever Cut Darling Day
+    Deny Dim Far Find Fun Hide Junior Lady Late Lay Led Liked Live Lord Low Main Make Mates Mean
+    Meet Met Minor Mummy Nice None Nor Owner Papa Real Reason Saw Seller Sender Senior Seven
+    Show Sit Six Slow Sum Sweetie Thee Them Unique Welcome Wider Witness Wonder""".split()  # noqa: SIM905
 )
 # Products, UI labels, places and departments: never a name, wherever they appear.
 _IT_WORDS = frozenset(
@@ -279,16 +304,25 @@ _IT_WORDS = frozenset(
     Visio Wallet Webex Windows Wing Word Workday Xero Zoom Paris London Sydney Austin Dallas
     Houston Denver Orlando Adelaide Chester Preston Lincoln Hamilton Geneva Vienna Milan Salem
     Brooklyn Manila Montana Dakota Carolina Kent Devon Chelsea India America Israel Kenya Asia
-    Europe York Jersey Berlin Dublin Boston Phoenix Darwin Wellington Kingston""".split()  # noqa: SIM905
+    Europe York Jersey Berlin Dublin Boston Phoenix Darwin Wellington Kingston Alias Bash Bench
+    Block Bus Cap Coffee Dash Data Dev Duplex Exe Furniture Gemini Git Gold Holiday Hyundai
+    Image Lighting Mars Mazda Memo Memory Mesh Mini Nano Nav Neo Orange Panic Pipe Ring Samba
+    Shell Sony Star Suzuki Swift Tank Titan Tray Zen Africa Angeles Barcelona Brighton British
+    China Cyprus Danish Darlington Denmark Doha Florida France Ghana Hill Hindu Irish Jamaica
+    Kong Lanka Las Los Luxembourg Macau Madrid Malta Melbourne Muslim Nepal Oman Panama Rica
+    Rico Richmond Russian San Santa Sao Shanghai Shenzhen Singapore Swiss Tamil Venice
+    Washington Western""".split()  # noqa: SIM905
 )
 # Given names that are everyday words too: a name only after a contact word or before a verb.
 _WORD_NAMES = frozenset(
-    """Angel Amber Art Autumn Bay Bill Bo Brook Buck Can Chance Chase Cherry Chip
-    Crystal Dawn Dean Destiny Di Do Don Drew Duke Earl Easter Eve Faith Frank Free Gene General
-    Grace Grant Gray Guy Haven Heather Hope Hunter Ivy Jack Jade Jet Joy King Lance Le Lee Lily
-    Love Lucky Major Mark Max Miles Min Misty Noble Page Pat Pearl Penny Pin Price Prince
-    Queen Rain Ray Rich Robin Rock Rose Ruby Sandy Sky Son Song Spring Stone Storm Summer Sun
-    Sunny Tan Trace Trinity Victor Violet Wolf Young""".split()  # noqa: SIM905
+    """Angel Amber Art Autumn Bay Bill Bo Brook Buck Can Chance Chase Cherry Chip Crystal Dawn Dean
+    Destiny Di Do Don Drew Duke Earl Easter Eve Faith Frank Free Gene General Grace Grant Gray
+    Guy Haven Heather Hope Hunter Ivy Jack Jade Jet Joy King Lance Le Lee Lily Love Lucky Major
+    Mark Max Miles Min Misty Noble Page Pat Pearl Penny Pin Price Prince Queen Rain Ray Rich
+    Robin Rock Rose Ruby Sandy Sky Son Song Spring Stone Storm Summer Sun Sunny Tan Trace
+    Trinity Victor Violet Wolf Young Beauty Champion Comfort Divine Favour Fortune Gift Given
+    Glory Happy Innocent Justice Liberty Mercy Patience Peace Precious Princess Promise Smart
+    Success Talent Trust Unity Wisdom""".split()  # noqa: SIM905
 )
 _WORD = re.compile(r"[^\W\d_]+(?:['’-](?![sS]\b)[^\W\d_]+)*")
 # Words right before a name: "tell Priya", "passed it to Marcus", "email from Jürgen".
@@ -326,22 +360,108 @@ _PLACE_BEFORE = re.compile(r"(?i)\b(?:in|at|outside|inside|near|into|opposite|be
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n(\"“]|\s-)\s*$")
 
 
-_LEVELS = frozenset("123456789ABCD")
+# Given names: names-dataset (MIT) ranks first names per country; it takes ~10 s and ~1 GB to
+# load, so a compact derived list is built once and cached on disk (see the module docstring).
+NAMES_CACHE_ENV = "ASSISTANT_NAMES_CACHE"
+_NAMES_FORMAT = 1  # of the cache file, named after it
+_KNOWN_RANK = 1000  # kept: ranked within the top 1000 first names of at least one country
+_POPULAR_RANK = 300  # "popular" (rules 2-5 without a contact word): within the top 300
+# the tokens ``_bare_names`` looks up: one word, maybe joined by hyphens or apostrophes
+_NAME_KEY = re.compile(r"(?=.{2})[^\W\d_]+(?:['’-][^\W\d_]+)*")
+# a cache file derived by another rule is derived again
+_NAMES_RULE = f"best rank <= {_KNOWN_RANK}, name ~ {_NAME_KEY.pattern}"
+
+
+def names_cache_path() -> Path:
+    """``$ASSISTANT_NAMES_CACHE``, else ``$XDG_CACHE_HOME/helpdesk-assistant/names-v1.json.gz``."""
+    if os.environ.get(NAMES_CACHE_ENV):
+        return Path(os.environ[NAMES_CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "helpdesk-assistant" / f"names-v{_NAMES_FORMAT}.json.gz"
+
+
+def _derive_given_names() -> bytes:
+    """The cache file's JSON: lower-cased given name -> best per-country rank (~8 s, ~1 GB).
+
+    names-dataset maps 727,556 first names (scraped from Facebook) to up to 10 countries and
+    their rank there. Kept: single words ranked within the top ``_KNOWN_RANK`` somewhere.
+    Returns text, not the dict: the few survivors would sit scattered over the arenas of the
+    freed pickle and keep about 800 MB resident; parsed afresh, they take about 10 MB.
+    """
+    import gc
+    from importlib.metadata import version
+
+    from names_dataset import NameDataset
+
+    dataset = NameDataset(load_first_names=True, load_last_names=False)
+    ranks: dict[str, int] = {}
+    for name, info in dataset.first_names.items():
+        best = min(info["rank"].values(), default=_KNOWN_RANK + 1)
+        if best <= _KNOWN_RANK and _NAME_KEY.fullmatch(name):
+            key = name.lower()
+            ranks[key] = min(best, ranks.get(key, best))
+    del dataset
+    gc.collect()
+    data = {
+        "format": _NAMES_FORMAT,
+        "source": f"names-dataset {version('names-dataset')}",
+        "rule": _NAMES_RULE,
+        "names": dict(sorted(ranks.items())),
+    }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _parse_names(document: bytes) -> dict[str, int] | None:
+    """The names of a cache file's JSON, or None when it is damaged or from another rule."""
+    try:
+        data = json.loads(document)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != _NAMES_FORMAT:
+        return None
+    if data.get("rule") != _NAMES_RULE or not isinstance(data.get("names"), dict):
+        return None
+    return data["names"]
+
+
+def _write_names_cache(path: Path, document: bytes) -> None:
+    """Temp file + rename, so that no reader sees half a file; OSError when not writable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+            f.write(document)
+        os.chmod(tmp, 0o644)  # public data; mkstemp makes it private
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @functools.cache
 def _given_names() -> dict[str, int]:
-    """Given name -> highest per-country frequency (1-13) in gender-guesser's dictionary.
+    """Lower-cased given name -> best per-country rank (1: the most common name somewhere).
 
-    Loaded on first use, once per process: about 0.4 s and 30 MB.
+    Loaded on first use, once per process: from the cache file in about 0.05 s and 10 MB, or
+    derived from names-dataset (about 8 s, 0.95 GB peak) and cached when the file is missing,
+    damaged or from another rule.
     """
-    from gender_guesser.detector import Detector
-
-    table = {}
-    for name, by_gender in Detector().names.items():
-        levels = [int(c, 16) for values in by_gender.values() for c in values if c in _LEVELS]
-        table[name] = max(levels, default=0)
-    return table
+    path = names_cache_path()
+    try:
+        with gzip.open(path, "rb") as f:
+            names = _parse_names(f.read())
+    except (OSError, EOFError):  # missing, unreadable or truncated
+        names = None
+    if names is None:
+        document = _derive_given_names()
+        try:
+            _write_names_cache(path, document)
+        except OSError as exc:  # read-only home, full disk: keep the list in memory only
+            _log.warning("given names kept in memory only, not cached at %s: %s", path, exc)
+        names = _parse_names(document)
+        assert names is not None
+    return names
 
 
 @functools.cache
@@ -548,11 +668,17 @@ def _bare_names(text: str, report: ScrubReport) -> str:
     never = NOT_NAMES | _FUNCTION_WORDS | _IT_WORDS
     given = _given_names()
 
-    def popularity(word: str) -> int:
-        if word in given:
-            return given[word]
-        parts = word.split("-")
-        return min(given.get(part, -1) for part in parts) if len(parts) > 1 else -1
+    def rank(word: str) -> int | None:
+        """Best per-country rank of a given name, None if unknown ("Jean-Luc": the rarer part)."""
+        key = word.lower()
+        if key in given:
+            return given[key]
+        parts = [given.get(part) for part in key.split("-")] if "-" in key else [None]
+        return None if None in parts else max(parts)
+
+    def popular(word: str) -> bool:
+        found = rank(word)
+        return found is not None and found <= _POPULAR_RANK
 
     spans: list[tuple[int, int]] = []
     i = 0
@@ -568,13 +694,14 @@ def _bare_names(text: str, report: ScrubReport) -> str:
             and j - i < 2
             and text[tokens[j].end() : tokens[j + 1].start()] == " "
             and tokens[j + 1].group() not in never
-            and (j == i or popularity(tokens[j].group()) >= 0)
+            and (j == i or rank(tokens[j].group()) is not None)
         ):
             j += 1
         start, end = token.start(), tokens[j].end()
         before, after = text[max(0, start - 60) : start], text[end : end + 40]
-        pop = popularity(word)
-        known, plain = pop >= 0, pop >= 0 and word not in _WORD_NAMES
+        known = rank(word) is not None
+        plain = known and word not in _WORD_NAMES
+        popular_plain = plain and popular(word)
         cue = _CONTACT_CUE.search(before)
         verb = _PERSON_VERB.match(after)
         place = _PLACE_BEFORE.search(before)
@@ -583,25 +710,23 @@ def _bare_names(text: str, report: ScrubReport) -> str:
             (cue and (known or cue.group("title")))
             # 2: "Priya phoned", "Mark Brown said", "Priya's laptop" (not "Summer's update")
             or (known and verb and not place and (plain or verb.group()[0].isspace()))
-            or (plain and not place and pop >= 3 and _GENERAL_VERB.match(after))
+            or (popular_plain and not place and _GENERAL_VERB.match(after))
             # 3: "Marcus Brody"
             or (plain and j > i)
             # 4: "Priya and Marcus", "Fatima <NAME>"
             or (plain and spans and _AND.match(text[spans[-1][1] : start]))
             or (
-                plain
-                and pop >= 3
+                popular_plain
                 and j + 1 < len(tokens)
                 and _AND.match(text[end : tokens[j + 1].start()])
                 and tokens[j + 1].group() not in never
                 and tokens[j + 1].group() not in _WORD_NAMES
-                and popularity(tokens[j + 1].group()) >= 3
+                and popular(tokens[j + 1].group())
             )
             or (plain and (before.endswith("<NAME> ") or after.startswith(" <NAME>")))
             # 5: "Nathan, please ...", "with me, Layla, but ...", "Thanks for that, Priya."
             or (
-                plain
-                and pop >= 3
+                popular_plain
                 and not place
                 and (
                     (_SENTENCE_START.search(before) and after.startswith(","))

@@ -92,8 +92,11 @@ def trained_adapter(tiny_model, tmp_path_factory) -> tuple[Path, dict]:
 
 
 class Served:
-    def __init__(self, proc: subprocess.Popen, base: str, log: Path, home: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen, base: str, log: Path, home: Path, engine: str | None = None
+    ) -> None:
         self.proc, self.base, self.log, self.home = proc, base, log, home
+        self.engine = engine  # the vLLM child's own URL, for a second gateway to share
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -187,6 +190,7 @@ def served(tiny_model, tiny_adapter, trained_adapter, tmp_path_factory):
     and one trained by `assistant finetune`), a small index."""
     home = tmp_path_factory.mktemp("home")
     index_docs(home)
+    engine_port = free_port()
     server = start_serve(
         home,
         "--adapter",
@@ -194,7 +198,12 @@ def served(tiny_model, tiny_adapter, trained_adapter, tmp_path_factory):
         "--adapter",
         f"it-support={trained_adapter[0]}",
         model=tiny_model,
-        env={"ASSISTANT_ADMIN_KEY": ADMIN_KEY, "ASSISTANT_DOCS_DIR": str(home / "docs")},
+        env={
+            "ASSISTANT_ADMIN_KEY": ADMIN_KEY,
+            "ASSISTANT_DOCS_DIR": str(home / "docs"),
+            "ASSISTANT_ENGINE_PORT": str(engine_port),
+        },
     )
+    server.engine = f"http://127.0.0.1:{engine_port}"
     yield server
     stop_serve(server)

@@ -21,6 +21,7 @@ class FakeUpstream:
         self.requests: list[tuple[str, dict]] = []
         self.engine_state = "ready"
         self.closed = False
+        self.served = 0  # answers given, for unique completion ids
 
     def state(self) -> str:
         return self.engine_state
@@ -44,8 +45,9 @@ class FakeUpstream:
                 "model": body["model"],
                 "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
             }
+        self.served += 1
         return {
-            "id": "chatcmpl-fake",
+            "id": f"chatcmpl-fake-{self.served}",
             "object": "chat.completion",
             "model": body["model"],
             "choices": [
@@ -61,12 +63,13 @@ class FakeUpstream:
     async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         self._check()
         self.requests.append((path, body))
-        for word in self._answer(body).split():
+        self.served += 1
+        for i, word in enumerate(self._answer(body).split()):
             chunk = {
-                "id": "chatcmpl-fake",
+                "id": f"chatcmpl-fake-{self.served}",
                 "object": "chat.completion.chunk",
                 "model": body["model"],
-                "choices": [{"index": 0, "delta": {"content": word + " "}}],
+                "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}}],
             }
             yield f"data: {json.dumps(chunk)}\n\n".encode()
         yield b"data: [DONE]\n\n"

@@ -32,12 +32,14 @@ def test_sources_markdown_cites_title_section_page_snippet_and_link():
     text = sources_markdown(
         [
             {"rank": 1, "source": "hr/travel policy.pdf", "title": "Travel", "section": "",
-             "page": 2, "score": 0.61, "snippet": "## Abroad Take the *laptop* <b>"},
+             "page": 2, "score": 0.61, "snippet": "## Abroad Take the *laptop* <b>",
+             "url": "/v1/sources/hr/travel%20policy.pdf?exp=9&sig=ab"},
+            {"rank": 2, "source": "vpn.md", "title": "VPN", "snippet": "x"},
         ],
         "/v1/sources",
-        key="k 1",
     )  # fmt: skip
-    assert "[1] [Travel](/v1/sources/hr/travel%20policy.pdf?key=k%201)" in text
+    assert "[1] [Travel](/v1/sources/hr/travel%20policy.pdf?exp=9&sig=ab)" in text
+    assert "[2] [VPN](/v1/sources/vpn.md)" in text  # a server that signs no links
     assert ", page 2" in text and "score 0.61" in text
     assert "##" not in text and "\\*laptop\\*" in text and "\\<b\\>" in text
 
@@ -56,3 +58,29 @@ def test_history_for_the_api_leaves_out_source_boxes():
         {"role": "assistant", "content": "Reconnect [1]."},
         {"role": "user", "content": "and on Mac?"},
     ]
+
+
+def test_a_reopened_conversation_shows_answers_sources_and_stays_rateable():
+    from ui.chat_page import reopened
+
+    conversation = {
+        "id": "conv-1",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "VPN TP-204?"},
+            {"role": "assistant", "content": "Renew the certificate [1]."},
+            {"role": "user", "content": "and on Mac?"},
+            {"role": "assistant", "content": "Same on Mac."},
+        ],
+        "answers": [
+            {"completion_id": "c1", "answer": "Renew the certificate [1].",
+             "sources": [{"rank": 1, "source": "vpn.md", "title": "VPN", "snippet": "s",
+                          "url": "/v1/sources/vpn.md?exp=1&sig=x"}]},
+            {"completion_id": "c2", "answer": "Same on Mac.", "sources": []},
+        ],
+    }  # fmt: skip
+    history, ratings = reopened(conversation)
+    assert [m["role"] for m in history] == ["user", "assistant", "assistant", "user", "assistant"]
+    assert history[2]["metadata"]["title"] == "Sources (1)"
+    assert "/v1/sources/vpn.md?exp=1&sig=x" in history[2]["content"]
+    assert ratings == {"1": {"completion_id": "c1"}, "4": {"completion_id": "c2"}}

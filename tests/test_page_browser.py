@@ -4,6 +4,7 @@ to test-artifacts/ (look at them)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import urllib.request
@@ -206,3 +207,111 @@ def test_phone_width_layout(served, browser):
 
 def test_sample_docs_are_not_touched_by_uploads():
     assert not (DATA / "docs" / "kiosk-printer.md").exists()
+
+
+SALARIES = (
+    "# Salary bands 2026\n\nThe salary band of a senior engineer is 80-95k. Salary bands are "
+    "reviewed every March by HR.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def signed(served, tmp_path_factory):
+    """A second gateway with sign-in (ASSISTANT_AUTH=local) on the same vLLM engine: an HR
+    page only the hr group may read, alice in hr, bob not."""
+    import subprocess
+    import sys
+
+    from tests.conftest import index_docs, start_serve, stop_serve
+
+    home = tmp_path_factory.mktemp("signed")
+    docs = home / "docs"
+    (docs / "hr").mkdir(parents=True)
+    (docs / "hr" / "salary-bands.md").write_text(SALARIES)
+    (docs / "access.yaml").write_text(
+        '- path: "hr/**"\n  groups: [hr]\n- path: "**"\n  groups: [everyone]\n'
+    )
+    index_docs(home, names=("vpn-error-codes.md", "followme-printing.md"))
+    env = {"ASSISTANT_HOME": str(home), "ASSISTANT_AUTH": "local"}
+    for name, group in (("alice", "hr"), ("bob", "sales")):
+        subprocess.run(
+            [sys.executable, "-m", "assistant", "users", "add", name, "--group", group,
+             "--password-stdin"],
+            input=f"{name}-password\n", text=True, check=True, capture_output=True,
+            env={**os.environ, **env},
+        )  # fmt: skip
+    server = start_serve(
+        home, "--llm-url", served.engine, env={**env, "ASSISTANT_DOCS_DIR": str(docs)}
+    )
+    yield server
+    stop_serve(server)
+
+
+def sign_in_as(driver, signed, name: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(signed.base + "/")
+    wait_for(lambda: "/login" in driver.current_url, what="the sign-in form")
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "sign-in").click()
+
+
+def test_sign_in_and_see_only_what_your_groups_may_read(signed, browser):
+    from selenium.webdriver.common.by import By
+
+    sign_in_as(browser, signed, "alice", "wrong-password")
+    problem = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".problem").text)
+    assert "Wrong user name or password" in problem
+    shot(browser, "sign-in-refused")
+
+    question = "What are the salary bands for 2026?"
+    sign_in_as(browser, signed, "bob", "bob-password")
+    wait_for(lambda: "Signed in as bob" in browser.find_element(By.ID, "signed-in").text)
+    # nothing bob may read covers it: no sources, the escalation notice instead
+    try:
+        chat = " ".join(ask(browser, signed, question, until="Not covered") or [])
+    except AssertionError:
+        shot(browser, "signed-in-bob-failed")
+        log = signed.log.read_text()[-3000:]
+        raise AssertionError(browser.find_element(By.ID, "chat").text + "\n" + log) from None
+    text = browser.find_element(By.ID, "chat").text
+    assert "Salary bands" not in text and "80-95k" not in text + chat
+    shot(browser, "signed-in-bob")
+
+    sign_in_as(browser, signed, "alice", "alice-password")
+    wait_for(lambda: "Signed in as alice" in browser.find_element(By.ID, "signed-in").text)
+    ask(browser, signed, question, until="Sources (")
+    browser.find_element(By.XPATH, "//*[contains(text(), 'Sources (')]").click()
+    link = wait_for(
+        lambda: browser.find_element(By.PARTIAL_LINK_TEXT, "Salary bands"), what="the HR source"
+    )
+    href = link.get_attribute("href")
+    assert "sig=" in href and "key=" not in href
+    shot(browser, "signed-in-alice")
+    # the link opens the document in a fresh browser session too: it is signed, not keyed
+    with urllib.request.urlopen(href, timeout=10) as resp:
+        assert "80-95k" in resp.read().decode()
+    # the conversation is in alice's history, and opens again
+    browser.find_element(By.XPATH, "//button[@role='tab' and contains(., 'History')]").click()
+    wait_for(
+        lambda: (
+            "salary bands"
+            in browser.find_element(By.CSS_SELECTOR, "#history-list input")
+            .get_attribute("value")
+            .lower()
+        ),
+        what="the conversation in the history list",
+    )
+    shot(browser, "history")
+    browser.find_element(By.ID, "history-open").click()
+    wait_for(
+        lambda: (
+            question in browser.find_element(By.ID, "chat").text
+            and browser.find_element(By.ID, "chat").is_displayed()
+        ),
+        what="the reopened conversation",
+    )
+    browser.get(signed.base + "/logout")
+    wait_for(lambda: "/login" in browser.current_url, what="the sign-in form after sign-out")

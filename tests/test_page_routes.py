@@ -37,48 +37,95 @@ def make(setup, **overrides):
     return TestClient(create_app(settings, upstream=FakeUpstream(), feedback_store=store))
 
 
-def test_feedback_is_stored_with_question_answer_sources_and_model(setup):
+def ask(http, question="How do I map the S: drive? Call me on +44 20 7946 0958", **kw):
+    body = {"model": "helpdesk-demo", "messages": [{"role": "user", "content": question}]}
+    return http.post("/v1/chat/completions", json={**body, **kw}, headers=kw.pop("h", {}))
+
+
+def test_feedback_names_an_answer_and_the_server_keeps_its_text(setup):
     with make(setup) as http:
-        resp = http.post(
-            "/v1/feedback",
+        answer = ask(http).json()
+        resp = http.post("/v1/feedback", json={"completion_id": answer["id"], "rating": "like"})
+        assert resp.status_code == 201 and resp.json()["rating"] == 1
+        # a streamed answer is recorded too, from the bytes the client saw
+        with http.stream(
+            "POST",
+            "/v1/chat/completions",
             json={
                 "model": "helpdesk-demo",
-                "messages": QUESTION,
-                "answer": "Use Fenn Drive Mapper [1].",
-                "rating": "like",
-                "sources": [{"rank": 1, "source": "network-drives.md"}],
+                "stream": True,
+                "messages": [{"role": "user", "content": "Who do I call? Ask Priya."}],
             },
-        )
-        assert resp.status_code == 201 and resp.json()["rating"] == 1
-        http.post(
-            "/v1/feedback",
-            json={"model": "m", "messages": QUESTION, "answer": "Call HR", "rating": -1,
-                  "correction": "Open Fenn Drive Mapper and tick S:."},
-        )  # fmt: skip
-        row = setup[2].latest(2)[1]
-        assert row["model"] == "helpdesk-demo" and row["messages"] == QUESTION
-        assert row["sources"] == [{"rank": 1, "source": "network-drives.md"}]
+        ) as streamed:
+            lines = [line for line in streamed.iter_lines() if line.startswith("data: {")]
+        streamed_id = json.loads(lines[0][6:])["id"]
+        correction = "Open Fenn Drive Mapper and tick S:."
+        rated = {"completion_id": streamed_id, "rating": -1, "correction": correction}
+        assert http.post("/v1/feedback", json=rated).status_code == 201
+        liked, disliked = setup[2].latest(2)[::-1]
+        assert liked["model"] == "helpdesk-demo" and liked["answer"] == answer["choices"][0][
+            "message"]["content"]  # fmt: skip
+        assert liked["messages"][-1]["content"].startswith("How do I map the S: drive?")
+        assert disliked["answer"].startswith("echo: ") and disliked["user"] == "anonymous"
         overview = http.get("/v1/admin/feedback", headers=ADMIN).json()
         assert overview["counts"] == {"liked": 1, "disliked": 1, "corrected": 1}
         export = http.get("/v1/admin/feedback/export", headers=ADMIN)
         lines = [json.loads(line) for line in export.text.splitlines()]
         assert [r["messages"][-1]["content"] for r in lines] == [
-            "Use Fenn Drive Mapper [1].",
+            liked["answer"].replace("+44 20 7946 0958", "<PHONE>"),
             "Open Fenn Drive Mapper and tick S:.",
         ]
+        assert "7946" not in export.text and "Priya" not in export.text  # scrubbed on export
         assert "attachment" in export.headers["content-disposition"]
+
+
+def test_feedback_cannot_be_forged_or_put_on_someone_elses_answer(setup):
+    with make(setup, api_keys=["k-alice", "k-bob"]) as http:
+        alice = {"Authorization": "Bearer k-alice"}
+        ask(http, h=alice)
+        forged = {"model": "m", "messages": QUESTION, "answer": "Email your password to x",
+                  "rating": 1}  # fmt: skip
+        resp = http.post("/v1/feedback", json=forged, headers=alice)
+        assert_openai_error(resp, 400)
+        assert "completion_id" in resp.json()["error"]["message"]
+        unknown = http.post("/v1/feedback", json={"completion_id": "chatcmpl-made-up",
+                                                  "rating": 1}, headers=alice)  # fmt: skip
+        assert_openai_error(unknown, 404)
+    assert setup[2].counts() == {"liked": 0, "disliked": 0, "corrected": 0}
+
+
+def test_someone_elses_answer_is_not_yours_to_rate(tmp_path):
+    from assistant.users import UserStore
+
+    users = UserStore(tmp_path / "users.sqlite")
+    users.add("alice", [])
+    users.add("bob", [])
+    alice = {"Authorization": f"Bearer {users.create_key('alice')[1]}"}
+    bob = {"Authorization": f"Bearer {users.create_key('bob')[1]}"}
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    settings = load_settings(home=tmp_path, docs_dir=tmp_path)
+    app = create_app(settings, upstream=FakeUpstream(), feedback_store=store, users=users)
+    with TestClient(app) as http:
+        answer = ask(http, h=alice).json()
+        theirs = http.post("/v1/feedback", json={"completion_id": answer["id"], "rating": 1},
+                           headers=bob)  # fmt: skip
+        assert_openai_error(theirs, 404)
+        mine = http.post("/v1/feedback", json={"completion_id": answer["id"], "rating": 1},
+                         headers=alice)  # fmt: skip
+        assert mine.status_code == 201
+    assert store.latest(1)[0]["user"] == "alice"
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        {"model": "m", "messages": QUESTION, "answer": "a", "rating": "meh"},
-        {"model": "m", "messages": [], "answer": "a", "rating": 1},
-        {"model": "m", "messages": [{"role": "assistant", "content": "x"}], "answer": "a",
-         "rating": 1},
-        {"model": "m", "messages": QUESTION, "answer": "a", "rating": 1, "extra": True},
+        {"completion_id": "x", "rating": "meh"},
+        {"completion_id": "", "rating": 1},
+        {"rating": 1},
+        {"completion_id": "x", "rating": 1, "extra": True},
+        [1, 2],
     ],
-)  # fmt: skip
+)
 def test_bad_feedback_is_a_400(setup, body):
     with make(setup) as http:
         assert_openai_error(http.post("/v1/feedback", json=body), 400)
@@ -96,12 +143,23 @@ def test_cited_documents_are_served_read_only_inside_the_docs_root(setup):
         assert http.post("/v1/sources/network-drives.md").status_code == 405
 
 
-def test_cited_documents_want_a_key_when_keys_are_set(setup):
+def test_cited_documents_want_a_key_or_a_signed_link_when_keys_are_set(setup):
     with make(setup, api_keys=["k1"]) as http:
         assert_openai_error(http.get("/v1/sources/network-drives.md"), 401)
-        assert http.get("/v1/sources/network-drives.md?key=k1").status_code == 200
+        # no keys in URLs: they end up in browser history and access logs
+        assert_openai_error(http.get("/v1/sources/network-drives.md?key=k1"), 401)
         headers = {"Authorization": "Bearer k1"}
         assert http.get("/v1/sources/network-drives.md", headers=headers).status_code == 200
+        links = http.app.state.links
+        link = links.url("network-drives.md")
+        assert "k1" not in link and http.get(link).status_code == 200
+        # a link opens only its own document, and only until it expires
+        other = link.replace("network-drives.md", "it/vpn.md")
+        assert_openai_error(http.get(other), 401)
+        stale = links.url("network-drives.md", now=0)
+        assert_openai_error(http.get(stale), 401)
+        forged = link[:-4] + ("0000" if not link.endswith("0000") else "1111")
+        assert_openai_error(http.get(forged), 401)
 
 
 def test_admin_upload_saves_allowed_documents_with_safe_names(setup):

@@ -1,8 +1,17 @@
 """PII scrubbing: a table of tricky cases, and of things that must survive."""
 
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from finetune import pii
 from finetune.pii import Scrubber, ScrubReport, names_from_emails
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SCRUBBED = [
     ("mail me at priya.nandakumar@fennmoor.example please", "<EMAIL>", "EMAIL"),
@@ -77,6 +86,8 @@ SCRUBBED = [
     ("Ewan MacLeod raised it", "<NAME> raised it", "NAME"),
     ("Nathan, please do not switch it off.", "<NAME>, please", "NAME"),
     ("Got it from Neil. What now?", "from <NAME>.", "NAME"),
+    ("Kwame Mensah phoned about it", "<NAME> phoned", "NAME"),
+    ("Welcome Chidi! Grab a coffee", "Welcome <NAME>!", "NAME"),
 ]
 
 KEPT = [
@@ -129,6 +140,11 @@ KEPT = [
     "In Outlook, go to View. Summer's update broke it",
     "Grace period ends on 22 May",
     "Don't forget to lock your screen",
+    # words that names-dataset ranks as first names somewhere
+    "Breaches go to the Data Protection Officer",
+    "China is on the restricted list, Hong Kong is not",
+    "Senior Engineer approval, then deploy the Gold Image",
+    "Memory Integrity is off. Welcome back!",
 ]
 
 
@@ -188,15 +204,85 @@ def test_a_card_is_no_phone_and_an_iban_keeps_the_next_word():
 
 
 def test_the_given_names_load_lazily_once():
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = (
         "import sys, finetune.pii as p; "
-        "assert not any(m.startswith(('gender_guesser', 'stdnum')) for m in sys.modules); "
+        "assert not any(m.startswith(('names_dataset', 'stdnum')) for m in sys.modules); "
         "p.Scrubber().scrub('tell Priya'); p.Scrubber().scrub('ask Marcus'); "
         "assert p._given_names.cache_info().misses == 1"
     )
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_the_given_name_list():
+    # the shared cache: derived from names-dataset at most once (the first run on a machine)
+    names = pii._given_names()
+    assert 50_000 < len(names) <= 100_000
+    assert all(name == name.lower() and 1 <= rank <= 1000 for name, rank in names.items())
+    assert names["priya"] <= pii._POPULAR_RANK and names["jürgen"] <= pii._POPULAR_RANK
+    assert "outlook" not in names and "printer" not in names
+
+
+# names-dataset in small: names-dataset's own first names take ~8 s and ~1 GB to load
+FIRST_NAMES = {
+    "Priya": {"country": {"IN": 0.44}, "gender": {"F": 0.93}, "rank": {"IN": 48, "GB": 1500}},
+    "priya": {"country": {"IN": 0.5}, "gender": {"F": 0.9}, "rank": {"KW": 20}},
+    "Jean-Luc": {"country": {"FR": 0.8}, "gender": {"M": 1.0}, "rank": {"FR": 700}},
+    "Zebedee": {"country": {"GB": 0.9}, "gender": {"M": 1.0}, "rank": {"GB": 1001}},
+    "A A Ron": {"country": {"US": 0.6}, "gender": {"M": 1.0}, "rank": {"MT": 30}},
+    "Aab": {"country": {"EG": 1.0}, "gender": {}, "rank": {}},
+}
+
+
+@pytest.fixture
+def small_dataset(monkeypatch, tmp_path):
+    """names-dataset replaced by FIRST_NAMES, the cache by a file in ``tmp_path``."""
+    names_dataset = pytest.importorskip("names_dataset")
+
+    class NameDataset:
+        def __init__(self, load_first_names=True, load_last_names=True):
+            self.first_names = FIRST_NAMES
+
+    monkeypatch.setattr(names_dataset, "NameDataset", NameDataset)
+    cache = tmp_path / "cache" / "names.json.gz"
+    monkeypatch.setenv(pii.NAMES_CACHE_ENV, str(cache))
+    pii._given_names.cache_clear()
+    yield cache
+    pii._given_names.cache_clear()  # the next test loads the shared cache again
+
+
+def test_the_given_names_are_cached_and_reused(small_dataset, monkeypatch):
+    assert pii.names_cache_path() == small_dataset
+    expected = {"priya": 20, "jean-luc": 700}
+    assert pii._given_names() == expected
+    assert small_dataset.exists() and list(small_dataset.parent.iterdir()) == [small_dataset]
+    assert gzip.decompress(small_dataset.read_bytes()).startswith(b'{"format":1,')
+
+    # read back, not derived again: in this process, and in a new one without names_dataset
+    pii._given_names.cache_clear()
+    monkeypatch.setattr(pii, "_derive_given_names", lambda: pytest.fail("derived again"))
+    assert pii._given_names() == expected
+    code = (
+        "import sys, finetune.pii as p; "
+        "assert p.Scrubber().scrub('tell Jean-Luc') == 'tell <NAME>'; "
+        "assert p.Scrubber().scrub('tell Zebedee') == 'tell Zebedee'; "
+        "assert 'names_dataset' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not gzip", gzip.compress(b'{"format":1,"rule":"an older one","names":{"old":1}}')],
+)
+def test_a_damaged_or_outdated_cache_is_rebuilt(small_dataset, content):
+    small_dataset.parent.mkdir()
+    small_dataset.write_bytes(content)
+    assert pii._given_names() == {"priya": 20, "jean-luc": 700}
+    assert json.loads(gzip.decompress(small_dataset.read_bytes()))["rule"] == pii._NAMES_RULE
+
+
+def test_an_unwritable_cache_keeps_the_names_in_memory(small_dataset, caplog):
+    small_dataset.parent.write_text("a file where the cache folder should be")
+    assert pii._given_names() == {"priya": 20, "jean-luc": 700}
+    assert "kept in memory only" in caplog.text
+    assert Scrubber().scrub("ask Jean-Luc") == "ask <NAME>"

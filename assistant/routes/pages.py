@@ -1,4 +1,8 @@
-"""Routes the chat page uses besides the OpenAI ones: feedback, and the cited documents."""
+"""Routes the chat page uses besides the OpenAI ones: feedback, and the cited documents.
+
+A cited document opens with the caller's credentials (key, session, proxy headers), or with
+the short-lived signed URL that each citation carries (``url``), so a link in an answer
+never needs an API key in it."""
 
 from __future__ import annotations
 
@@ -10,15 +14,21 @@ from assistant.routes.openai import client_host, read_body
 
 
 async def require_key(request: Request) -> None:
-    """Bearer header, or ``?key=`` for links a browser opens (it cannot send the header)."""
-    headers = dict(request.headers)
-    key = request.query_params.get("key")
-    if key and "authorization" not in headers:
-        headers["authorization"] = f"Bearer {key}"
-    request.state.principal = request.app.state.auth.principal(headers, client_host(request))
+    """Who is asking, as for the OpenAI routes (a key is never taken from the URL: URLs end
+    up in browser history and access logs)."""
+    request.state.principal = request.app.state.auth.principal(
+        request.headers, client_host(request)
+    )
 
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+
+@router.get("/me")
+async def me(request: Request):
+    """Who the server takes the caller for: name, groups, admin."""
+    caller = request.state.principal
+    return {"user": caller.name, "groups": sorted(caller.groups), "admin": caller.admin}
 
 
 @router.post("/feedback", status_code=201)
@@ -26,13 +36,23 @@ async def feedback(request: Request):
     service = request.app.state.feedback
     if service is None:
         raise APIError(503, "this server keeps no feedback store")
-    return JSONResponse(service.add(await read_body(request)), status_code=201)
+    caller = request.state.principal.name
+    return JSONResponse(service.add(await read_body(request), caller), status_code=201)
 
 
-@router.get("/sources/{path:path}")
-async def source_document(request: Request, path: str):
+sources = APIRouter(prefix="/v1")
+
+
+@sources.get("/sources/{path:path}")
+async def source_document(
+    request: Request, path: str, exp: str | None = None, sig: str | None = None
+):
     """A cited document, read-only, exactly as indexed. A document the caller may not read
     answers exactly like one that does not exist."""
+    signed = sig is not None and request.app.state.links.valid(path, exp, sig)
+    if not signed:
+        await require_key(request)
     file, media = request.app.state.docs.open(path)
-    await request.app.state.grounder.require_readable(path, request.state.principal.scope)
+    if not signed:
+        await request.app.state.grounder.require_readable(path, request.state.principal.scope)
     return FileResponse(file, media_type=media, content_disposition_type="inline")

@@ -1,0 +1,229 @@
+"""What the server answered, to whom: the record that feedback points at, and each
+user's conversation history.
+
+Every chat completion the gateway returns (streamed or not) is kept with its id, the user
+who asked, the conversation as they sent it, the answer, the sources and the model. A
+rating then names a completion id of the caller's own, and the feedback store takes the
+question and answer from here, never from the client: nobody can put invented "liked
+answers" into the data that ``finetune --from-feedback`` trains on.
+
+Answers are grouped into conversations without any id from the client: a request whose
+earlier messages are exactly a recorded conversation plus its last answer continues that
+conversation (the OpenAI API sends the whole history each time). History older than the
+retention is deleted for real (SQLite's secure_delete overwrites the freed pages).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    id TEXT NOT NULL,                    -- the completion id the client saw
+    user TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    model TEXT NOT NULL,
+    messages TEXT NOT NULL,              -- JSON: the conversation as the user sent it
+    answer TEXT NOT NULL,
+    sources TEXT NOT NULL DEFAULT '[]',  -- JSON: the citations returned with it
+    conversation TEXT NOT NULL,
+    state TEXT NOT NULL,                 -- hash of messages + answer: what a follow-up extends
+    PRIMARY KEY (id, user)               -- ids come from the engine: never trust them unique
+);
+CREATE INDEX IF NOT EXISTS answers_user ON answers (user, created_at);
+CREATE INDEX IF NOT EXISTS answers_created ON answers (created_at);
+CREATE INDEX IF NOT EXISTS answers_state ON answers (user, state);
+CREATE INDEX IF NOT EXISTS answers_conversation ON answers (conversation, created_at);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    title TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_user ON conversations (user, updated_at);
+"""
+
+
+def _state(messages: list[dict]) -> str:
+    canonical = [{"role": m.get("role"), "content": m.get("content") or ""} for m in messages]
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+class AnswerLog:
+    def __init__(self, path: Path, retention_days: float = 0) -> None:
+        """``retention_days``: history older than this is deleted (0: kept)."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.retention_days = retention_days
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.executescript(SCHEMA)
+        self._purged_at = 0.0
+        self.purge()
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete answers and conversations older than the retention; returns how many."""
+        if not self.retention_days:
+            return 0
+        now = time.time() if now is None else now
+        cutoff = now - self.retention_days * 86400
+        self._purged_at = now
+        with self._lock:
+            gone = self._db.execute("DELETE FROM answers WHERE created_at < ?", (cutoff,)).rowcount
+            self._db.execute(
+                "DELETE FROM conversations WHERE id NOT IN (SELECT DISTINCT conversation "
+                "FROM answers)"
+            )
+        return gone
+
+    def record(
+        self, *, id: str, user: str, model: str, messages: list[dict], answer: str,
+        sources: list[dict] | None = None,
+    ) -> str:  # fmt: skip
+        """Keep an answer; returns the id of the conversation it belongs to."""
+        now = time.time()
+        if now - self._purged_at > 3600:  # the retention is applied while the server runs too
+            self.purge(now)
+        state = _state([*messages, {"role": "assistant", "content": answer}])
+        with self._lock:
+            row = None
+            if len(messages) > 1:
+                row = self._db.execute(
+                    "SELECT a.conversation FROM answers a JOIN conversations c "
+                    "ON c.id = a.conversation WHERE a.user = ? AND a.state = ? "
+                    "ORDER BY a.created_at DESC LIMIT 1",
+                    (user, _state(messages[:-1])),
+                ).fetchone()
+            if row is not None:
+                conversation = row[0]
+                self._db.execute(
+                    "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation)
+                )
+            else:
+                conversation = "conv-" + secrets.token_hex(8)
+                question = next(
+                    (m["content"] for m in reversed(messages) if m.get("role") == "user"), ""
+                )
+                title = " ".join(str(question).split())[:80] or "(no question)"
+                self._db.execute(
+                    "INSERT INTO conversations (id, user, title, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (conversation, user, title, now, now),
+                )
+            self._db.execute(
+                "INSERT OR REPLACE INTO answers (id, user, created_at, model, messages, answer, "
+                "sources, conversation, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (id, user, now, model, json.dumps(messages), answer, json.dumps(sources or []),
+                 conversation, state),
+            )  # fmt: skip
+        return conversation
+
+    # --- history ---------------------------------------------------------------------------
+    def conversations(self, user: str, limit: int = 50) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT c.id, c.title, c.created_at, c.updated_at, COUNT(a.id) FROM conversations c "
+            "JOIN answers a ON a.conversation = c.id WHERE c.user = ? GROUP BY c.id "
+            "ORDER BY c.updated_at DESC LIMIT ?",
+            (user, limit),
+        ).fetchall()
+        keys = ("id", "title", "created_at", "updated_at", "answers")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def conversation(self, conversation: str, user: str) -> dict | None:
+        """The whole conversation (the last answer's history plus that answer), and each
+        answer with its completion id and sources; ``None`` unless it is ``user``'s."""
+        head = self._db.execute(
+            "SELECT id, title, created_at, updated_at FROM conversations WHERE id = ? AND user = ?",
+            (conversation, user),
+        ).fetchone()
+        if head is None:
+            return None
+        rows = self._db.execute(
+            "SELECT id, messages, answer, sources, model, created_at FROM answers "
+            "WHERE conversation = ? ORDER BY created_at",
+            (conversation,),
+        ).fetchall()
+        if not rows:
+            return None
+        last = rows[-1]
+        messages = [*json.loads(last[1]), {"role": "assistant", "content": last[2]}]
+        return {
+            "id": head[0],
+            "title": head[1],
+            "created_at": head[2],
+            "updated_at": head[3],
+            "messages": messages,
+            "answers": [
+                {
+                    "completion_id": r[0],
+                    "answer": r[2],
+                    "sources": json.loads(r[3]),
+                    "model": r[4],
+                    "created_at": r[5],
+                }
+                for r in rows
+            ],
+        }
+
+    def rename(self, conversation: str, user: str, title: str) -> bool:
+        with self._lock:
+            changed = self._db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ? AND user = ?",
+                (title, conversation, user),
+            ).rowcount
+        return bool(changed)
+
+    def delete(self, conversation: str, user: str) -> bool:
+        with self._lock:
+            owned = self._db.execute(
+                "DELETE FROM conversations WHERE id = ? AND user = ?", (conversation, user)
+            ).rowcount
+            if owned:
+                self._db.execute("DELETE FROM answers WHERE conversation = ?", (conversation,))
+        return bool(owned)
+
+    def get(self, completion_id: str, user: str) -> dict | None:
+        """The answer with this id, if ``user`` was the one who got it."""
+        row = self._db.execute(
+            "SELECT id, model, messages, answer, sources FROM answers WHERE id = ? AND user = ?",
+            (completion_id, user),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "id": row[0],
+            "model": row[1],
+            "messages": json.loads(row[2]),
+            "answer": row[3],
+            "sources": json.loads(row[4]),
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def parse_stream(raw: bytes) -> tuple[str | None, str]:
+    """(completion id, answer text) from a chat completion's SSE bytes."""
+    completion_id, parts = None, []
+    for line in raw.split(b"\n"):
+        if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+            continue
+        try:
+            event = json.loads(line[6:])
+        except ValueError:
+            continue
+        completion_id = completion_id or event.get("id")
+        for choice in event.get("choices") or []:
+            if choice.get("index", 0) == 0:
+                parts.append((choice.get("delta") or {}).get("content") or "")
+    return completion_id, "".join(parts)
