@@ -89,6 +89,7 @@ def create_app(
     secret = secret or load_secret(settings.secret_key, settings.secret_path)
     app.state.auth = Authenticator.from_settings(settings, users, secret)
     app.state.login_delay_s = login_delay_s
+    app.state.oidc = oidc_client(settings, secret) if settings.auth == "oidc" else None
     links = app.state.links = SourceLinks(secret, settings.source_link_minutes * 60)
     metrics = app.state.metrics = Metrics(engine_restarts)
     app.state.embeddings = (
@@ -121,7 +122,7 @@ def create_app(
 
     app.add_middleware(RequestMetrics, metrics=metrics)
 
-    if settings.auth == "local":
+    if settings.auth in {"local", "oidc"}:
 
         @app.middleware("http")
         async def _sign_in_first(request: Request, call_next):
@@ -157,3 +158,21 @@ def create_app(
         return JSONResponse(body, status_code=500)
 
     return app
+
+
+def oidc_client(settings: Settings, secret: bytes):
+    from assistant.oidc import OidcClient, OidcConfig
+
+    if not settings.oidc_issuer or not settings.oidc_client_id:
+        raise ValueError("auth=oidc needs ASSISTANT_OIDC_ISSUER and ASSISTANT_OIDC_CLIENT_ID")
+    return OidcClient(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret,
+            scopes=settings.oidc_scopes,
+            groups_claim=settings.oidc_groups_claim,
+            username_claim=settings.oidc_username_claim,
+        ),
+        secret,
+    )

@@ -19,10 +19,11 @@ def check_auth(settings: Settings) -> None:
             "anyone who reaches the port could read every document. Set ASSISTANT_API_KEYS, "
             "or ASSISTANT_AUTH=header behind an auth proxy, or listen on 127.0.0.1"
         )
-    if settings.auth == "oidc":
+    if settings.auth == "oidc" and not (settings.oidc_issuer and settings.oidc_client_id):
         raise UserError(
-            "ASSISTANT_AUTH=oidc is not built yet; use ASSISTANT_AUTH=local (accounts from "
-            "`assistant users add`) or ASSISTANT_AUTH=header behind an auth proxy"
+            "ASSISTANT_AUTH=oidc needs ASSISTANT_OIDC_ISSUER (the provider's issuer URL) and "
+            "ASSISTANT_OIDC_CLIENT_ID (and ASSISTANT_OIDC_CLIENT_SECRET for a confidential "
+            "client); the provider must allow the redirect URL <public_url>/auth/callback"
         )
     if settings.auth == "header" and not settings.trusted_proxies:
         raise UserError(

@@ -128,6 +128,28 @@ class Settings(BaseSettings):
     auth_admin_group: str = Field(
         "admins", description="Members of this group are admins (see every document)."
     )
+    oidc_issuer: str | None = Field(
+        None,
+        description="With auth=oidc: the OpenID provider's issuer URL (its "
+        "/.well-known/openid-configuration is read), e.g. https://login.microsoftonline.com/"
+        "TENANT/v2.0 or https://keycloak.corp/realms/corp.",
+    )
+    oidc_client_id: str | None = Field(None, description="With auth=oidc: this app's client id.")
+    oidc_client_secret: str | None = Field(
+        None, description="With auth=oidc: the client secret (unset for a public client)."
+    )
+    oidc_scopes: str = Field("openid profile email", description="Scopes asked at sign-in.")
+    oidc_groups_claim: str = Field(
+        "groups", description="The ID token claim that lists the user's groups."
+    )
+    oidc_username_claim: str = Field(
+        "preferred_username", description="The ID token claim used as the user name."
+    )
+    public_url: str | None = Field(
+        None,
+        description="The address people use to reach the server (e.g. https://helpdesk.corp), "
+        "for the sign-in callback URL; unset: taken from each request.",
+    )
     secret_key: str | None = Field(
         None,
         description="Signs session cookies and source links. Unset: a random key kept in "

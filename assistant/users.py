@@ -128,6 +128,19 @@ class UserStore:
                 raise UserStoreError(f"user '{name}' already exists") from None
         return User(name, clean, admin)
 
+    def sync_external(self, name: str, groups: list[str], admin: bool = False) -> User:
+        """Create or update a user whose identity and groups come from a sign-in provider
+        (no password here); the provider's groups replace the stored ones."""
+        check_name(name)
+        clean = check_groups(groups)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO users (name, groups, admin, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET groups = excluded.groups, admin = excluded.admin",
+                (name, ",".join(clean), int(admin), time.time()),
+            )
+        return User(name, clean, admin)
+
     def get(self, name: str) -> User | None:
         row = self._db.execute(
             "SELECT name, groups, admin FROM users WHERE name = ?", (name,)

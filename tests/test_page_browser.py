@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import ADMIN_KEY, ARTIFACTS, DATA
+from tests.oidc_provider import oidc_provider  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ new MutationObserver(() => {
 """
 
 
-def ask(driver, served, question: str, until: str = "Sources (") -> list[str]:
+def ask(driver, served, question: str, until: str | tuple = "Sources (") -> list[str]:
     """Ask and return every text the first answer showed while it streamed in."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -87,9 +88,10 @@ def ask(driver, served, question: str, until: str = "Sources (") -> list[str]:
     driver.execute_script(WATCH_ANSWER)
     box.send_keys(question)
     box.send_keys(Keys.ENTER)
+    marks = (until,) if isinstance(until, str) else until
     wait_for(
-        lambda: until in driver.find_element(By.ID, "chat").text,
-        what=f"'{until}' under the answer",
+        lambda: any(m in driver.find_element(By.ID, "chat").text for m in marks),
+        what=f"{' or '.join(marks)} under the answer",
     )
     return driver.execute_script("return window.__answers")
 
@@ -215,16 +217,11 @@ SALARIES = (
 )
 
 
-@pytest.fixture(scope="module")
-def signed(served, tmp_path_factory):
-    """A second gateway with sign-in (ASSISTANT_AUTH=local) on the same vLLM engine: an HR
-    page only the hr group may read, alice in hr, bob not."""
-    import subprocess
-    import sys
+def _restricted_home(tmp_path_factory, name: str):
+    """A home with an HR page only the hr group may read, and two sample docs, indexed."""
+    from tests.conftest import index_docs
 
-    from tests.conftest import index_docs, start_serve, stop_serve
-
-    home = tmp_path_factory.mktemp("signed")
+    home = tmp_path_factory.mktemp(name)
     docs = home / "docs"
     (docs / "hr").mkdir(parents=True)
     (docs / "hr" / "salary-bands.md").write_text(SALARIES)
@@ -232,6 +229,19 @@ def signed(served, tmp_path_factory):
         '- path: "hr/**"\n  groups: [hr]\n- path: "**"\n  groups: [everyone]\n'
     )
     index_docs(home, names=("vpn-error-codes.md", "followme-printing.md"))
+    return home, docs
+
+
+@pytest.fixture(scope="module")
+def signed(served, tmp_path_factory):
+    """A second gateway with sign-in (ASSISTANT_AUTH=local) on the same vLLM engine: an HR
+    page only the hr group may read, alice in hr, bob not."""
+    import subprocess
+    import sys
+
+    from tests.conftest import start_serve, stop_serve
+
+    home, docs = _restricted_home(tmp_path_factory, "signed")
     env = {"ASSISTANT_HOME": str(home), "ASSISTANT_AUTH": "local"}
     for name, group in (("alice", "hr"), ("bob", "sales")):
         subprocess.run(
@@ -269,13 +279,17 @@ def test_sign_in_and_see_only_what_your_groups_may_read(signed, browser):
     question = "What are the salary bands for 2026?"
     sign_in_as(browser, signed, "bob", "bob-password")
     wait_for(lambda: "Signed in as bob" in browser.find_element(By.ID, "signed-in").text)
-    # nothing bob may read covers it: no sources, the escalation notice instead
+    # the HR page is not among what bob may read: other pages, or the escalation notice
     try:
-        chat = " ".join(ask(browser, signed, question, until="Not covered") or [])
+        chat = " ".join(ask(browser, signed, question, until=("Sources (", "Not covered")) or [])
     except AssertionError:
         shot(browser, "signed-in-bob-failed")
         log = signed.log.read_text()[-3000:]
         raise AssertionError(browser.find_element(By.ID, "chat").text + "\n" + log) from None
+    boxes = browser.find_elements(By.XPATH, "//*[contains(text(), 'Sources (')]")
+    if boxes:
+        boxes[0].click()  # open the box: its titles are hidden while it is closed
+        wait_for(lambda: "score" in browser.find_element(By.ID, "chat").text, what="sources")
     text = browser.find_element(By.ID, "chat").text
     assert "Salary bands" not in text and "80-95k" not in text + chat
     shot(browser, "signed-in-bob")
@@ -315,3 +329,45 @@ def test_sign_in_and_see_only_what_your_groups_may_read(signed, browser):
     )
     browser.get(signed.base + "/logout")
     wait_for(lambda: "/login" in browser.current_url, what="the sign-in form after sign-out")
+
+
+@pytest.fixture(scope="module")
+def oidc_served(served, oidc_provider, tmp_path_factory):  # noqa: F811
+    """A gateway signing people in through a real OpenID provider on loopback
+    (django-oauth-toolkit), with groups from its ID token."""
+    from tests.conftest import start_serve, stop_serve
+
+    oidc_provider.allow_redirect("http://127.0.0.1/auth/callback")  # any loopback port
+    oidc_provider.add_user("ada", "correct horse", ["hr", "staff"], "ada@corp.example")
+    home, docs = _restricted_home(tmp_path_factory, "oidc")
+    env = {
+        "ASSISTANT_AUTH": "oidc",
+        "ASSISTANT_OIDC_ISSUER": oidc_provider.issuer,
+        "ASSISTANT_OIDC_CLIENT_ID": oidc_provider.client_id,
+        "ASSISTANT_OIDC_CLIENT_SECRET": oidc_provider.client_secret,
+        "ASSISTANT_DOCS_DIR": str(docs),
+    }
+    server = start_serve(home, "--llm-url", served.engine, env=env)
+    yield server
+    stop_serve(server)
+
+
+def test_sign_in_through_the_company_openid_provider(oidc_served, oidc_provider, browser):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(oidc_served.base + "/")
+    wait_for(lambda: oidc_provider.login_url in browser.current_url, what="the provider's form")
+    browser.find_element(By.ID, "username").send_keys("ada")
+    browser.find_element(By.ID, "password").send_keys("correct horse")
+    shot(browser, "oidc-provider")
+    browser.find_element(By.ID, "login").click()
+    wait_for(lambda: "Signed in as ada" in browser.find_element(By.ID, "signed-in").text,
+             what="the page, signed in as ada")  # fmt: skip
+    ask(browser, oidc_served, "What are the salary bands for 2026?", until="Sources (")
+    browser.find_element(By.XPATH, "//*[contains(text(), 'Sources (')]").click()
+    wait_for(lambda: browser.find_element(By.PARTIAL_LINK_TEXT, "Salary bands"),
+             what="the HR source for a member of hr")  # fmt: skip
+    shot(browser, "oidc-signed-in")
+    browser.get(oidc_served.base + "/logout")
+    wait_for(lambda: "signed out" in browser.find_element(By.TAG_NAME, "body").text.lower())
