@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.answer_log import AnswerLog
-from assistant.auth import Authenticator
+from assistant.auth import COOKIE, Authenticator
 from assistant.chat_service import ChatService, ModelCatalog
 from assistant.docs_service import DocsService
 from assistant.embedding_service import EmbeddingService
@@ -131,6 +131,38 @@ def create_app(
             if page and app.state.auth.session_user(request.headers.get("cookie")) is None:
                 return RedirectResponse("/login?next=/", status_code=303)
             return await call_next(request)
+
+    if settings.auth == "header":
+
+        @app.middleware("http")
+        async def _session_from_proxy(request: Request, call_next):
+            """Behind an auth proxy, the page gets a session for the user the proxy names,
+            so the page (which calls the API itself) acts as that person."""
+            if request.method != "GET" or request.url.path != "/":
+                return await call_next(request)
+            host = request.client.host if request.client else None
+            try:
+                caller = app.state.auth.principal(request.headers, host)
+            except APIError as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+            if app.state.auth.users is None:
+                return await call_next(request)
+            current = app.state.auth.session_user(request.headers.get("cookie"))
+            try:  # the proxy's groups are the truth: kept up to date at every page load
+                app.state.auth.users.sync_external(
+                    caller.name, sorted(caller.groups - {"everyone"})
+                )
+            except ValueError as exc:
+                body = APIError(400, f"the auth proxy's user cannot be used here: {exc}").body()
+                return JSONResponse(body, status_code=400)
+            response = await call_next(request)
+            if current is None or current.name != caller.name:
+                response.set_cookie(
+                    COOKIE, app.state.auth.start_session(caller.name),
+                    max_age=int(app.state.auth.session_s), httponly=True, samesite="lax",
+                    secure=request.url.scheme == "https", path="/",
+                )  # fmt: skip
+            return response
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):

@@ -103,6 +103,9 @@ class Authenticator:
         if key is not None:
             return self._by_key(key)
         if self.mode == "header":
+            session = self.session_user(headers.get("cookie"))
+            if session is not None and not headers.get(self.user_header.lower()):
+                return self._of(session)  # the page's own calls, with the session it was given
             return self._by_header(headers, client)
         if self.mode in {"local", "oidc"}:
             session = self.session_user(headers.get("cookie"))

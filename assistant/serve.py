@@ -92,12 +92,12 @@ def run_server(settings: Settings, *, log=print) -> None:
         on_shutdown=stops,
     )
     base = f"http://{settings.host}:{settings.port}"
-    if settings.auth == "header":
-        # The page would need to pass the proxy's user on to the API; until it does, the
-        # API alone is served, rather than a page that fails on every question.
-        log("note: ASSISTANT_AUTH=header serves the API only; the chat page is not mounted")
-    else:
-        _mount_page(app, settings)
+    if settings.auth == "none" and settings.api_keys:
+        log(
+            "note: with ASSISTANT_AUTH=none the chat page answers anyone who reaches it, as "
+            "the service user; set ASSISTANT_AUTH=local (or oidc, header) to require sign-in"
+        )
+    _mount_page(app, settings)
     log(
         f"\n  Page: {base}/\n  API:  {base}/v1  (model '{settings.model_name}')\n"
         f"  try:  curl {base}/v1/chat/completions -H 'Content-Type: application/json' "
@@ -142,7 +142,17 @@ def page_guard(app, settings: Settings):
 
     def signed_in(request) -> str | None:
         user = app.state.auth.session_user(request.headers.get("cookie"))
-        return user.name if user is not None else None
+        if user is not None:
+            return user.name
+        if settings.auth == "header":  # the first page load through the proxy
+            from assistant.errors import APIError
+
+            host = request.client.host if request.client else None
+            try:
+                return app.state.auth.principal(request.headers, host).name
+            except APIError:
+                return None
+        return None
 
     return signed_in
 

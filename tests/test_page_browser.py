@@ -217,11 +217,13 @@ SALARIES = (
 )
 
 
-def _restricted_home(tmp_path_factory, name: str):
-    """A home with an HR page only the hr group may read, and two sample docs, indexed."""
+@pytest.fixture(scope="module")
+def restricted(tmp_path_factory):
+    """A home with an HR page only the hr group may read, and two sample docs, indexed
+    once for the gateways below (each gets a copy: a served store is locked)."""
     from tests.conftest import index_docs
 
-    home = tmp_path_factory.mktemp(name)
+    home = tmp_path_factory.mktemp("restricted")
     docs = home / "docs"
     (docs / "hr").mkdir(parents=True)
     (docs / "hr" / "salary-bands.md").write_text(SALARIES)
@@ -229,11 +231,18 @@ def _restricted_home(tmp_path_factory, name: str):
         '- path: "hr/**"\n  groups: [hr]\n- path: "**"\n  groups: [everyone]\n'
     )
     index_docs(home, names=("vpn-error-codes.md", "followme-printing.md"))
-    return home, docs
+    return home
+
+
+def _restricted_home(restricted, tmp_path_factory, name: str):
+    home = tmp_path_factory.mktemp(name)
+    shutil.copytree(restricted / "docs", home / "docs")
+    shutil.copytree(restricted / "index", home / "index")
+    return home, home / "docs"
 
 
 @pytest.fixture(scope="module")
-def signed(served, tmp_path_factory):
+def signed(served, restricted, tmp_path_factory):
     """A second gateway with sign-in (ASSISTANT_AUTH=local) on the same vLLM engine: an HR
     page only the hr group may read, alice in hr, bob not."""
     import subprocess
@@ -241,7 +250,7 @@ def signed(served, tmp_path_factory):
 
     from tests.conftest import start_serve, stop_serve
 
-    home, docs = _restricted_home(tmp_path_factory, "signed")
+    home, docs = _restricted_home(restricted, tmp_path_factory, "signed")
     env = {"ASSISTANT_HOME": str(home), "ASSISTANT_AUTH": "local"}
     for name, group in (("alice", "hr"), ("bob", "sales")):
         subprocess.run(
@@ -332,14 +341,14 @@ def test_sign_in_and_see_only_what_your_groups_may_read(signed, browser):
 
 
 @pytest.fixture(scope="module")
-def oidc_served(served, oidc_provider, tmp_path_factory):  # noqa: F811
+def oidc_served(served, restricted, oidc_provider, tmp_path_factory):  # noqa: F811
     """A gateway signing people in through a real OpenID provider on loopback
     (django-oauth-toolkit), with groups from its ID token."""
     from tests.conftest import start_serve, stop_serve
 
     oidc_provider.allow_redirect("http://127.0.0.1/auth/callback")  # any loopback port
     oidc_provider.add_user("ada", "correct horse", ["hr", "staff"], "ada@corp.example")
-    home, docs = _restricted_home(tmp_path_factory, "oidc")
+    home, docs = _restricted_home(restricted, tmp_path_factory, "oidc")
     env = {
         "ASSISTANT_AUTH": "oidc",
         "ASSISTANT_OIDC_ISSUER": oidc_provider.issuer,

@@ -151,3 +151,31 @@ def test_the_page_and_its_gradio_api_want_a_session(tmp_path, users):
         sign_in(http, "alice", "alice-password")
         assert http.get("/config").status_code == 200
         assert http.get("/").status_code == 200
+
+
+def test_behind_an_auth_proxy_the_page_gets_a_session_for_the_proxys_user(tmp_path, users):
+    import gradio as gr
+
+    from assistant.app import create_app
+    from assistant.serve import page_guard
+    from assistant.settings import load_settings
+    from ui.chat_page import build_page
+
+    settings = load_settings(home=tmp_path, auth="header", trusted_proxies=["10.0.0.0/24"])
+    app = create_app(settings, upstream=FakeUpstream(), index=FakeIndex(), users=users)
+    page = build_page("http://127.0.0.1:9/v1", "helpdesk-demo")
+    gr.mount_gradio_app(app, page, path="/", auth_dependency=page_guard(app, settings))
+    proxy = {"X-Forwarded-User": "erin@corp.example", "X-Forwarded-Groups": "hr,it"}
+    with TestClient(app, client=("10.0.0.9", 4000), follow_redirects=False) as http:
+        first = http.get("/", headers=proxy)
+        assert first.status_code == 200 and COOKIE in first.cookies
+        # the page's own API calls carry only the session it was given
+        me = http.get("/v1/me").json()
+        assert me["user"] == "erin@corp.example" and me["groups"] == ["everyone", "hr", "it"]
+        assert http.get("/config").status_code == 200
+        # the proxy says the groups changed: the next page load takes them over
+        http.get("/", headers={**proxy, "X-Forwarded-Groups": "it"})
+        assert http.get("/v1/me").json()["groups"] == ["everyone", "it"]
+    with TestClient(app, client=("192.168.1.5", 4000)) as outsider:
+        assert outsider.get("/", headers=proxy).status_code == 403
+        assert outsider.get("/config", headers=proxy).status_code == 401

@@ -172,9 +172,16 @@ def test_gateway_answers_each_user_from_their_documents(tmp_path, users, embedde
             return http.get(f"/v1/sources/{path}", headers={"Authorization": f"Bearer {keys[who]}"})
 
         assert get("alice", "hr/salaries.md").status_code == 200
+        looked_up = []
+        index = app.state.grounder.index
+        real = index.readable
+        index.readable = lambda *a, **k: looked_up.append(a[0]) or real(*a, **k)
         hidden, missing = get("bob", "hr/salaries.md"), get("bob", "hr/nothing.md")
+        index.readable = real
         assert hidden.status_code == missing.status_code == 404
         assert hidden.json() == missing.json()  # no telling hidden from missing
+        # by timing neither: both took the same path, one index lookup and no file access
+        assert looked_up == ["hr/salaries.md", "hr/nothing.md"]
         assert get("bob", "vpn.md").status_code == 200
 
         assert http.get("/v1/admin/index", headers={"Authorization": f"Bearer {keys['bob']}"}

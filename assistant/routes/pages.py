@@ -52,7 +52,8 @@ async def source_document(
     signed = sig is not None and request.app.state.links.valid(path, exp, sig)
     if not signed:
         await require_key(request)
-    file, media = request.app.state.docs.open(path)
-    if not signed:
+        # asked first, for missing and hidden documents alike: both cost the same index
+        # lookup, so the answer's timing does not tell a hidden document from a missing one
         await request.app.state.grounder.require_readable(path, request.state.principal.scope)
+    file, media = request.app.state.docs.open(path)
     return FileResponse(file, media_type=media, content_disposition_type="inline")
