@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from assistant.errors import APIError
 from assistant.signing import Signer
-from assistant.users import SERVICE_USER, User, UserStore
+from assistant.users import KEY_PREFIX, SERVICE_USER, User, UserStore
 from retrieval.access import EVERYONE, GROUP
 
 
@@ -101,7 +101,14 @@ class Authenticator:
         """The caller of a request with these headers from this address, or an APIError."""
         key = bearer(headers.get("authorization"))
         if key is not None:
-            return self._by_key(key)
+            try:
+                return self._by_key(key)
+            except APIError:
+                if not self.open or key.startswith(KEY_PREFIX):
+                    raise  # a key of ours that is revoked or its user removed: say so
+                # an open server ignores placeholder keys ("EMPTY", "sk-no-key"), as
+                # OpenAI clients send one whether or not the server wants it
+                return ANONYMOUS
         if self.mode == "header":
             session = self.session_user(headers.get("cookie"))
             if session is not None and not headers.get(self.user_header.lower()):
@@ -132,7 +139,8 @@ class Authenticator:
         if bearer(headers.get("authorization")) is None and self.mode != "header" and not signed_in:
             raise APIError(401, "this route needs the admin key", code="invalid_admin_key")
         try:
-            caller = self.principal(headers, client)
+            key = bearer(headers.get("authorization"))
+            caller = self._by_key(key) if key is not None else self.principal(headers, client)
         except APIError as exc:
             if exc.status == 401 and exc.code == "invalid_api_key":
                 raise APIError(

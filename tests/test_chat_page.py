@@ -1,4 +1,5 @@
-"""The chat page's helpers; the page itself is exercised in test_serve_integration."""
+"""The chat page's helpers; what the page does is test_page_controller's, the page in a
+browser test_page_browser's."""
 
 import httpx
 import openai
@@ -84,3 +85,33 @@ def test_a_reopened_conversation_shows_answers_sources_and_stays_rateable():
     assert history[2]["metadata"]["title"] == "Sources (1)"
     assert "/v1/sources/vpn.md?exp=1&sig=x" in history[2]["content"]
     assert ratings == {"1": {"completion_id": "c1"}, "4": {"completion_id": "c2"}}
+
+
+def test_the_page_acts_as_the_signed_in_person_not_as_a_key():
+    from openai._base_client import FinalRequestOptions
+
+    from ui.chat_page import Client
+
+    client = Client("http://127.0.0.1:9/v1", api_key=None)
+    options = FinalRequestOptions(method="get", url="/models", headers=client.as_person("s1"))
+    request = client.openai._build_request(options)
+    assert request.headers["cookie"] == "hd_session=s1"
+    assert "authorization" not in request.headers  # "Bearer unused" would be refused
+    assert client.as_person(None) == {}
+
+
+def test_with_neither_key_nor_session_the_page_sends_no_authorization():
+    from openai._base_client import FinalRequestOptions
+
+    from ui.chat_page import Client
+
+    def sent(client, session):
+        options = FinalRequestOptions(
+            method="get", url="/models", headers=client.openai_headers(session)
+        )
+        return client.openai._build_request(options).headers
+
+    assert "authorization" not in sent(Client("http://127.0.0.1:9/v1", None), None)
+    keyed = Client("http://127.0.0.1:9/v1", "svc")
+    assert sent(keyed, None)["authorization"] == "Bearer svc"
+    assert sent(keyed, "s1")["cookie"] == "hd_session=s1"

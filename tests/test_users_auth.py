@@ -192,3 +192,16 @@ def test_gateway_answers_each_user_from_their_documents(tmp_path, users, embedde
         users.remove("bob")
         gone = ask("bob", "vpn")
         assert gone.status_code == 401 and gone.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_an_open_server_ignores_placeholder_keys_but_not_real_ones(users):
+    users.add("gina", ["it"])
+    _, key = users.create_key("gina")
+    open_server = Authenticator(users=users)
+    assert open_server.principal({"authorization": "Bearer EMPTY"}, "127.0.0.1").name == (
+        "anonymous"
+    )
+    assert open_server.principal({"authorization": f"Bearer {key}"}, None).name == "gina"
+    keyed = Authenticator(api_keys=["k"], users=users)
+    with pytest.raises(APIError):
+        keyed.principal({"authorization": "Bearer EMPTY"}, "127.0.0.1")
