@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import sqlite3
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
+log = logging.getLogger("assistant")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -68,7 +72,22 @@ class AnswerLog:
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(SCHEMA)
         self._purged_at = 0.0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-log")
+        self._pending: Future | None = None
         self.purge()
+
+    def record_later(self, **answer) -> None:
+        """``record`` on the log's own thread, in order; reads wait for it (``flush``)."""
+        self._pending = self._writer.submit(self.record, **answer)
+
+    def flush(self) -> None:
+        """Wait for answers still being written."""
+        pending = self._pending
+        if pending is not None:
+            try:
+                pending.result(timeout=10)
+            except Exception:  # a failed write was logged where it happened; reads go on
+                log.exception("recording an answer failed")
 
     def purge(self, now: float | None = None) -> int:
         """Delete answers and conversations older than the retention; returns how many."""
@@ -129,6 +148,7 @@ class AnswerLog:
 
     # --- history ---------------------------------------------------------------------------
     def conversations(self, user: str, limit: int = 50) -> list[dict]:
+        self.flush()
         rows = self._db.execute(
             "SELECT c.id, c.title, c.created_at, c.updated_at, COUNT(a.id) FROM conversations c "
             "JOIN answers a ON a.conversation = c.id WHERE c.user = ? GROUP BY c.id "
@@ -141,6 +161,7 @@ class AnswerLog:
     def conversation(self, conversation: str, user: str) -> dict | None:
         """The whole conversation (the last answer's history plus that answer), and each
         answer with its completion id and sources; ``None`` unless it is ``user``'s."""
+        self.flush()
         head = self._db.execute(
             "SELECT id, title, created_at, updated_at FROM conversations WHERE id = ? AND user = ?",
             (conversation, user),
@@ -175,6 +196,7 @@ class AnswerLog:
         }
 
     def rename(self, conversation: str, user: str, title: str) -> bool:
+        self.flush()
         with self._lock:
             changed = self._db.execute(
                 "UPDATE conversations SET title = ? WHERE id = ? AND user = ?",
@@ -183,6 +205,7 @@ class AnswerLog:
         return bool(changed)
 
     def delete(self, conversation: str, user: str) -> bool:
+        self.flush()
         with self._lock:
             owned = self._db.execute(
                 "DELETE FROM conversations WHERE id = ? AND user = ?", (conversation, user)
@@ -193,6 +216,7 @@ class AnswerLog:
 
     def get(self, completion_id: str, user: str) -> dict | None:
         """The answer with this id, if ``user`` was the one who got it."""
+        self.flush()
         row = self._db.execute(
             "SELECT id, model, messages, answer, sources FROM answers WHERE id = ? AND user = ?",
             (completion_id, user),
@@ -208,22 +232,33 @@ class AnswerLog:
         }
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         with self._lock:
             self._db.close()
 
 
 def parse_stream(raw: bytes) -> tuple[str | None, str]:
-    """(completion id, answer text) from a chat completion's SSE bytes."""
+    """(completion id, answer text) from a chat completion's SSE bytes.
+
+    All events are decoded in one ``json.loads`` of a JSON array (one C call instead of one
+    per token: this runs once per streamed answer, on the gateway's event loop); a stream
+    with a malformed event falls back to decoding event by event, skipping the bad ones."""
+    payloads = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: {")]
+    try:
+        events = json.loads(b"[" + b",".join(payloads) + b"]")
+    except ValueError:
+        events = []
+        for payload in payloads:
+            try:
+                events.append(json.loads(payload))
+            except ValueError:
+                continue
     completion_id, parts = None, []
-    for line in raw.split(b"\n"):
-        if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
-            continue
-        try:
-            event = json.loads(line[6:])
-        except ValueError:
+    for event in events:
+        if not isinstance(event, dict):
             continue
         completion_id = completion_id or event.get("id")
         for choice in event.get("choices") or []:
-            if choice.get("index", 0) == 0:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 parts.append((choice.get("delta") or {}).get("content") or "")
     return completion_id, "".join(parts)

@@ -68,6 +68,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         yield
         await upstream.aclose()
+        await asyncio.to_thread(app.state.answers.flush)  # answers still being written
         for stop in on_shutdown:
             await asyncio.to_thread(stop)
 

@@ -140,7 +140,11 @@ class ChatService:
         finally:
             await chunks.aclose()
             completion_id, answer = parse_stream(b"".join(seen))
-            self._record(completion_id, answer, record)
+            # Written by the log's own thread, not awaited: other streams keep flowing, and a
+            # stream closed by a client that hung up (a cancelled scope, where any await would
+            # raise again) is still recorded. Reads wait for pending writes.
+            if completion_id and self.answers is not None:
+                self.answers.record_later(id=completion_id, answer=answer, **record)
 
     async def complete(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(CompletionRequest, raw)

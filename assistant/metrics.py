@@ -67,17 +67,23 @@ class Metrics:
         self.tokens_out.inc(usage.get("completion_tokens") or 0)
 
     async def watch_stream(self, chunks: AsyncIterator[bytes], started: float):
-        """Pass a chat SSE stream through, timing its first content and counting chunks."""
-        first = True
+        """Pass a chat SSE stream through, timing its first content and counting chunks
+        (added to the counter once, when the stream ends: a locked counter per token costs
+        the relay more than the count itself)."""
+        first, count = True, 0
         try:
             async for chunk in chunks:
-                pieces = _content_events(chunk)
-                if pieces and first:
-                    self.ttft.observe(time.perf_counter() - started)
-                    first = False
-                self.tokens_out.inc(pieces)
+                if first:
+                    pieces = _content_events(chunk)
+                    if pieces:
+                        self.ttft.observe(time.perf_counter() - started)
+                        first = False
+                    count += pieces
+                else:
+                    count += _content_events(chunk)
                 yield chunk
         finally:
+            self.tokens_out.inc(count)
             self.stream_seconds.observe(time.perf_counter() - started)
             await chunks.aclose()
 

@@ -94,3 +94,16 @@ def test_retention_really_deletes(tmp_path):
         path = tmp_path / name
         if path.exists():
             assert b"payroll 4417" not in path.read_bytes(), name
+
+
+def test_a_stream_is_read_back_in_one_pass_and_bad_events_are_skipped():
+    from assistant.answer_log import parse_stream
+
+    good = [b'data: {"id": "c9", "choices": [{"index": 0, "delta": {"content": "Re"}}]}',
+            b'data: {"id": "c9", "choices": [{"index": 0, "delta": {"content": "boot"}}]}',
+            b'data: {"id": "c9", "choices": [{"index": 1, "delta": {"content": "x"}}]}']  # fmt: skip
+    raw = b"\n\n".join([*good, b"data: [DONE]"]) + b"\n\n"
+    assert parse_stream(raw) == ("c9", "Reboot")
+    broken = b"\n\n".join([good[0], b"data: {not json", good[1], b"data: [1, 2]"]) + b"\n\n"
+    assert parse_stream(broken) == ("c9", "Reboot")
+    assert parse_stream(b"") == (None, "")
