@@ -3,6 +3,7 @@ their own, rename and delete, and a retention that really deletes."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -99,9 +100,11 @@ def test_retention_really_deletes(tmp_path):
 def test_a_stream_is_read_back_in_one_pass_and_bad_events_are_skipped():
     from assistant.answer_log import parse_stream
 
-    good = [b'data: {"id": "c9", "choices": [{"index": 0, "delta": {"content": "Re"}}]}',
-            b'data: {"id": "c9", "choices": [{"index": 0, "delta": {"content": "boot"}}]}',
-            b'data: {"id": "c9", "choices": [{"index": 1, "delta": {"content": "x"}}]}']  # fmt: skip
+    def event(index: int, text: str) -> bytes:
+        delta = {"id": "c9", "choices": [{"index": index, "delta": {"content": text}}]}
+        return b"data: " + json.dumps(delta).encode()
+
+    good = [event(0, "Re"), event(0, "boot"), event(1, "x")]
     raw = b"\n\n".join([*good, b"data: [DONE]"]) + b"\n\n"
     assert parse_stream(raw) == ("c9", "Reboot")
     broken = b"\n\n".join([good[0], b"data: {not json", good[1], b"data: [1, 2]"]) + b"\n\n"
