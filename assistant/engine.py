@@ -8,6 +8,7 @@ failures (missing model, no memory for the KV cache) into one clear sentence.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -87,14 +88,26 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def check_port_free(host: str, port: int) -> None:
-    with socket.socket() as sock:
+    """One sentence when ``host:port`` cannot be listened on (IPv4 or IPv6, e.g. ``::1``)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        raise UserError(f"'{host}' is not an address this machine can listen on") from None
+    with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, port))
-        except OSError:
-            raise UserError(
-                f"port {port} on {host} is already in use; choose another with --port"
-            ) from None
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"port {port} on {host} is already in use; choose another with --port"
+                ) from None
+            raise UserError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
+
+
+def url_host(host: str) -> str:
+    """A host as it goes in a URL: IPv6 addresses in brackets (``[::1]``)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 # Lines in vLLM's log that name a start-up failure, and the advice we give for each.
@@ -172,7 +185,10 @@ class EngineProcess:
         return cmd + list(c.extra_args)
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        """vLLM's environment: the gateway's, less every ASSISTANT_* setting (API and admin
+        keys, the secret key, the OIDC client secret: vLLM needs none of them, and a child
+        process's environment is readable by anything that can read /proc of it)."""
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ASSISTANT_")}
         if self.config.kv_cache_space_gib is not None:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.config.kv_cache_space_gib)
         env.setdefault("VLLM_LOGGING_LEVEL", "INFO")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from assistant.engine import EngineProcess, check_port_free, engine_config
+from assistant.engine import EngineProcess, check_port_free, engine_config, url_host
 from assistant.errors import UserError
 from assistant.settings import Settings
 
@@ -91,7 +91,7 @@ def run_server(settings: Settings, *, log=print) -> None:
         users=UserStore(settings.users_path),
         on_shutdown=stops,
     )
-    base = f"http://{settings.host}:{settings.port}"
+    base = f"http://{url_host(settings.host)}:{settings.port}"
     if settings.auth == "none" and settings.api_keys:
         log(
             "note: with ASSISTANT_AUTH=none the chat page answers anyone who reaches it, as "
@@ -118,7 +118,7 @@ def _mount_page(app, settings: Settings) -> None:
 
     from ui.chat_page import build_page
 
-    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else settings.host
+    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else url_host(settings.host)
     model = settings.model_name
     if settings.llm_urls and not (settings.model or settings.served_model_name):
         model = _first_remote_model(settings.llm_urls[0]) or model

@@ -78,3 +78,36 @@ def test_model_source_checks(tmp_path):
 def test_adapter_folder_needs_adapter_config(tmp_path):
     with pytest.raises(UserError, match="adapter 'it'"):
         check_adapters({"it": str(tmp_path)})
+
+
+def test_the_engine_inherits_no_assistant_secrets(monkeypatch):
+    monkeypatch.setenv("ASSISTANT_API_KEYS", "k1,k2")
+    monkeypatch.setenv("ASSISTANT_ADMIN_KEY", "adm")
+    monkeypatch.setenv("ASSISTANT_OIDC_CLIENT_SECRET", "s3")
+    monkeypatch.setenv("HF_HOME", "/tmp/hf")
+    env = EngineProcess(EngineConfig(model="m", served_name="m")).environment()
+    assert not [k for k in env if k.startswith("ASSISTANT_")]
+    assert env["HF_HOME"] == "/tmp/hf"  # what vLLM itself reads still passes
+
+
+def test_ports_are_checked_on_ipv4_and_ipv6():
+    import socket
+
+    from assistant.engine import check_port_free, url_host
+    from assistant.errors import UserError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(UserError, match="already in use"):
+            check_port_free("127.0.0.1", taken.getsockname()[1])
+    with pytest.raises(UserError, match="not an address"):
+        check_port_free("no-such-host.invalid", 8000)
+    assert url_host("::1") == "[::1]" and url_host("127.0.0.1") == "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    check_port_free("::1", port)  # free again: no error, and no IPv4 socket tried on it
