@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.answer_log import AnswerLog
-from assistant.auth import COOKIE, Authenticator
+from assistant.auth import Authenticator
 from assistant.chat_service import ChatService, ModelCatalog
 from assistant.docs_service import DocsService
 from assistant.embedding_service import EmbeddingService
@@ -28,6 +28,7 @@ from assistant.settings import Settings
 from assistant.signing import SourceLinks, load_secret
 from assistant.upstream import Upstream
 from assistant.users import UserStore
+from retrieval.access import EVERYONE
 from retrieval.embeddings import Embedder
 
 log = logging.getLogger("assistant")
@@ -112,6 +113,8 @@ def create_app(
     app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics, answers)
 
     from assistant.routes import admin, health, history, login, openai, pages
+    from assistant.routes.login import set_session_cookie
+    from assistant.routes.openai import client_host
 
     app.include_router(openai.router)
     app.include_router(pages.router)
@@ -141,28 +144,21 @@ def create_app(
             so the page (which calls the API itself) acts as that person."""
             if request.method != "GET" or request.url.path != "/":
                 return await call_next(request)
-            host = request.client.host if request.client else None
             try:
-                caller = app.state.auth.principal(request.headers, host)
+                caller = app.state.auth.principal(request.headers, client_host(request))
             except APIError as exc:
                 return JSONResponse(exc.body(), status_code=exc.status)
             if app.state.auth.users is None:
                 return await call_next(request)
             current = app.state.auth.session_user(request.headers.get("cookie"))
             try:  # the proxy's groups are the truth: kept up to date at every page load
-                app.state.auth.users.sync_external(
-                    caller.name, sorted(caller.groups - {"everyone"})
-                )
+                app.state.auth.users.sync_external(caller.name, sorted(caller.groups - {EVERYONE}))
             except ValueError as exc:
                 body = APIError(400, f"the auth proxy's user cannot be used here: {exc}").body()
                 return JSONResponse(body, status_code=400)
             response = await call_next(request)
             if current is None or current.name != caller.name:
-                response.set_cookie(
-                    COOKIE, app.state.auth.start_session(caller.name),
-                    max_age=int(app.state.auth.session_s), httponly=True, samesite="lax",
-                    secure=request.url.scheme == "https", path="/",
-                )  # fmt: skip
+                set_session_cookie(response, request, app.state.auth, caller.name)
             return response
 
     @app.exception_handler(APIError)

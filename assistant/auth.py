@@ -219,7 +219,7 @@ class Authenticator:
         return any(address in network for network in self.proxies)
 
     def _has_users(self) -> bool:
-        return self.users is not None and bool(self.users.list())
+        return self.users is not None and self.users.count() > 0
 
 
 def _cookie(header: str | None, name: str) -> str | None:

@@ -126,8 +126,12 @@ class ChatService:
         return self._recording(result, record)
 
     def _record(self, completion_id: str | None, answer: str, record: dict) -> None:
+        """Keep an answer. Written by the log's own thread, not awaited: the event loop
+        never waits on SQLite, and a stream closed by a client that hung up (a cancelled
+        scope, where any await would raise again) is still recorded. Reads wait for
+        pending writes."""
         if completion_id and self.answers is not None:
-            self.answers.record(id=completion_id, answer=answer, **record)
+            self.answers.record_later(id=completion_id, answer=answer, **record)
 
     async def _recording(self, chunks: AsyncIterator[bytes], record: dict):
         """Pass a stream through; when it ends (or the client goes), keep what was answered.
@@ -139,12 +143,7 @@ class ChatService:
                 yield chunk
         finally:
             await chunks.aclose()
-            completion_id, answer = parse_stream(b"".join(seen))
-            # Written by the log's own thread, not awaited: other streams keep flowing, and a
-            # stream closed by a client that hung up (a cancelled scope, where any await would
-            # raise again) is still recorded. Reads wait for pending writes.
-            if completion_id and self.answers is not None:
-                self.answers.record_later(id=completion_id, answer=answer, **record)
+            self._record(*parse_stream(b"".join(seen)), record)
 
     async def complete(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(CompletionRequest, raw)

@@ -146,10 +146,10 @@ def page_guard(app, settings: Settings):
             return user.name
         if settings.auth == "header":  # the first page load through the proxy
             from assistant.errors import APIError
+            from assistant.routes.openai import client_host
 
-            host = request.client.host if request.client else None
             try:
-                return app.state.auth.principal(request.headers, host).name
+                return app.state.auth.principal(request.headers, client_host(request)).name
             except APIError:
                 return None
         return None

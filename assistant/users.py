@@ -147,6 +147,9 @@ class UserStore:
         ).fetchone()
         return _user(row) if row else None
 
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+
     def list(self) -> list[dict]:
         rows = self._db.execute(
             "SELECT u.name, u.groups, u.admin, u.password_hash IS NOT NULL, u.created_at, "

@@ -73,8 +73,7 @@ class Manifest:
 
     def revision(self) -> int:
         """A counter bumped after each reindex run; read fresh from the store."""
-        meta = self.client.get_collection(self.name).metadata or {}
-        return int(meta.get("revision", 0))
+        return self.state()[0]
 
     def bump(self, access: str | None = None) -> None:
         """Mark the end of a reindex run; ``access`` is the rules now in force (JSON)."""

@@ -9,11 +9,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.errors import APIError
+from assistant.routes.openai import client_host
 
 
 async def require_admin_key(request: Request) -> None:
-    host = request.client.host if request.client else None
-    request.state.principal = request.app.state.auth.admin(request.headers, host)
+    request.state.principal = request.app.state.auth.admin(request.headers, client_host(request))
 
 
 router = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin_key)])

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.errors import APIError
-from assistant.routes.pages import require_key
+from assistant.routes.openai import require_api_key
 
-router = APIRouter(prefix="/v1/conversations", dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/v1/conversations", dependencies=[Depends(require_api_key)])
 
 
 class Rename(BaseModel):

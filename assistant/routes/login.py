@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from functools import lru_cache
 from importlib import resources
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from assistant.auth import COOKIE
 from assistant.errors import APIError
@@ -31,9 +32,13 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+@lru_cache(maxsize=1)
+def _template() -> str:
+    return resources.files("assistant").joinpath("templates/login.html").read_text()
+
+
 def login_form(title: str, *, next_url: str = "/", problem: str = "", username: str = "") -> str:
-    template = resources.files("assistant").joinpath("templates/login.html").read_text()
-    return template.format(
+    return _template().format(
         title=html.escape(title),
         next=html.escape(_safe_next(next_url), quote=True),
         username=html.escape(username, quote=True),
@@ -46,9 +51,10 @@ def _title(request: Request) -> str:
     return "IT help desk" if company == "the company" else f"{company} IT help desk"
 
 
-def _session_response(request: Request, user: str, target: str) -> RedirectResponse:
-    auth = request.app.state.auth
-    response = RedirectResponse(_safe_next(target), status_code=303)
+def set_session_cookie(response: Response, request: Request, auth, user: str) -> None:
+    """Start a session of ``auth`` (the gateway's ``Authenticator``; under a mounted page
+    ``request.app`` is not the gateway) for ``user`` and give it to the browser: signed,
+    HttpOnly, SameSite, expiring with the session."""
     response.set_cookie(
         COOKIE,
         auth.start_session(user),
@@ -58,6 +64,11 @@ def _session_response(request: Request, user: str, target: str) -> RedirectRespo
         secure=request.url.scheme == "https",
         path="/",
     )
+
+
+def _session_response(request: Request, user: str, target: str) -> RedirectResponse:
+    response = RedirectResponse(_safe_next(target), status_code=303)
+    set_session_cookie(response, request, request.app.state.auth, user)
     return response
 
 

@@ -10,18 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from assistant.errors import APIError
-from assistant.routes.openai import client_host, read_body
+from assistant.routes.openai import read_body, require_api_key
 
-
-async def require_key(request: Request) -> None:
-    """Who is asking, as for the OpenAI routes (a key is never taken from the URL: URLs end
-    up in browser history and access logs)."""
-    request.state.principal = request.app.state.auth.principal(
-        request.headers, client_host(request)
-    )
-
-
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+# Who is asking, as for the OpenAI routes (a key is never taken from the URL: URLs end up in
+# browser history and access logs).
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
 
 @router.get("/me")
@@ -51,7 +44,7 @@ async def source_document(
     answers exactly like one that does not exist."""
     signed = sig is not None and request.app.state.links.valid(path, exp, sig)
     if not signed:
-        await require_key(request)
+        await require_api_key(request)
         # asked first, for missing and hidden documents alike: both cost the same index
         # lookup, so the answer's timing does not tell a hidden document from a missing one
         await request.app.state.grounder.require_readable(path, request.state.principal.scope)
