@@ -104,15 +104,18 @@ def test_ask_and_see_a_streamed_answer_with_sources(served, browser):
     chat = browser.find_element(By.ID, "chat")
     assert QUESTION in chat.text
     browser.find_element(By.XPATH, "//*[contains(text(), 'Sources (')]").click()
-    links = wait_for(
-        lambda: [
-            a
-            for a in browser.find_elements(By.CSS_SELECTOR, "#chat a[href*='/v1/sources/']")
-            if a.is_displayed()
-        ],
-        what="the source links",
+    # Gradio renders the opened list in steps: wait for the one link, not for any link.
+    link = wait_for(
+        lambda: next(
+            (
+                a
+                for a in browser.find_elements(By.CSS_SELECTOR, "#chat a[href*='/v1/sources/']")
+                if a.is_displayed() and "vpn-error-codes.md" in (a.get_attribute("href") or "")
+            ),
+            None,
+        ),
+        what="the link to vpn-error-codes.md under the answer",
     )
-    link = next(a for a in links if "vpn-error-codes.md" in a.get_attribute("href"))
     assert "VPN error codes" in chat.text  # the title, under the answer
     shot(browser, "answer-with-sources")
     with urllib.request.urlopen(link.get_attribute("href")) as resp:  # opens the document
