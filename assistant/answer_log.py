@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("assistant")
@@ -55,6 +56,17 @@ CREATE INDEX IF NOT EXISTS conversations_user ON conversations (user, updated_at
 """
 
 
+@contextmanager
+def _transaction(db: sqlite3.Connection):
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def _state(messages: list[dict]) -> str:
     canonical = [{"role": m.get("role"), "content": m.get("content") or ""} for m in messages]
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
@@ -70,6 +82,10 @@ class AnswerLog:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")
+        # WAL + NORMAL: a crash never corrupts the log; only a power cut can lose the last
+        # answers written (no fsync per answer, which would cost the server more than the
+        # answer itself).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._purged_at = 0.0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-log")
@@ -113,7 +129,7 @@ class AnswerLog:
         if now - self._purged_at > 3600:  # the retention is applied while the server runs too
             self.purge(now)
         state = _state([*messages, {"role": "assistant", "content": answer}])
-        with self._lock:
+        with self._lock, _transaction(self._db):  # one commit (one fsync) per answer
             row = None
             if len(messages) > 1:
                 row = self._db.execute(
@@ -235,30 +251,3 @@ class AnswerLog:
         self._writer.shutdown(wait=True)
         with self._lock:
             self._db.close()
-
-
-def parse_stream(raw: bytes) -> tuple[str | None, str]:
-    """(completion id, answer text) from a chat completion's SSE bytes.
-
-    All events are decoded in one ``json.loads`` of a JSON array (one C call instead of one
-    per token: this runs once per streamed answer, on the gateway's event loop); a stream
-    with a malformed event falls back to decoding event by event, skipping the bad ones."""
-    payloads = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: {")]
-    try:
-        events = json.loads(b"[" + b",".join(payloads) + b"]")
-    except ValueError:
-        events = []
-        for payload in payloads:
-            try:
-                events.append(json.loads(payload))
-            except ValueError:
-                continue
-    completion_id, parts = None, []
-    for event in events:
-        if not isinstance(event, dict):
-            continue
-        completion_id = completion_id or event.get("id")
-        for choice in event.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                parts.append((choice.get("delta") or {}).get("content") or "")
-    return completion_id, "".join(parts)

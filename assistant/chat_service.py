@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from assistant.answer_log import AnswerLog, parse_stream
+from assistant.answer_log import AnswerLog
 from assistant.auth import ANONYMOUS, Principal
 from assistant.errors import APIError
-from assistant.grounder import Grounder, with_extension
+from assistant.grounder import Grounder
 from assistant.grounding import text_of
 from assistant.metrics import Metrics
-from assistant.schemas import ChatCompletionRequest, CompletionRequest
+from assistant.relay import RelayOptions, StreamEnd, relay
+from assistant.schemas import ChatCompletionRequest, CompletionRequest, load_json
 from assistant.upstream import Upstream
 
 
@@ -48,10 +48,7 @@ class ModelCatalog:
 
 def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
     """JSON bytes to a request model; a 400 that names the field on any problem."""
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}") from None
+    payload = load_json(raw)
     if not isinstance(payload, dict):
         raise APIError(400, "request body must be a JSON object")
     try:
@@ -83,17 +80,6 @@ class ChatService:
         self, raw: bytes, principal: Principal = ANONYMOUS
     ) -> dict[str, Any] | AsyncIterator[bytes]:
         started = time.perf_counter()
-        result = await self._chat(raw, principal)
-        if self.metrics is None:
-            return result
-        if isinstance(result, dict):
-            self.metrics.count_usage(result)
-            return result
-        return self.metrics.watch_stream(result, started)
-
-    async def _chat(
-        self, raw: bytes, principal: Principal
-    ) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(ChatCompletionRequest, raw)
         await self.catalog.require(request.model)
         body = request.model_dump(exclude_none=True, exclude={"retrieval"})
@@ -107,23 +93,48 @@ class ChatService:
             )
         if grounding is not None:
             body["messages"] = grounding.messages
-        result = await self._forward("/v1/chat/completions", body, request.stream)
         sources = grounding.sources if grounding is not None else []
-        if grounding is not None:
-            if isinstance(result, dict):
-                result = {**result, **grounding.extension()}
-            else:
-                result = with_extension(result, grounding.extension())
+        extension = grounding.extension() if grounding is not None else None
         record = {"user": principal.name, "model": request.model, "messages": asked,
                   "sources": sources}  # fmt: skip
-        if self.answers is None:
-            return result
-        if isinstance(result, dict):
+        if not request.stream:
+            result = await self.upstream.post("/v1/chat/completions", body)
+            if extension:
+                result = {**result, **extension}
+            if self.metrics is not None:
+                self.metrics.count_usage(result)
             choices = result.get("choices") or [{}]
             answer = (choices[0].get("message") or {}).get("content") or ""
             self._record(result.get("id"), answer, record)
             return result
-        return self._recording(result, record)
+        # The engine's own usage event counts the tokens (speculative decoding sends several
+        # per event); it is dropped again unless the client asked for it.
+        options = body.get("stream_options")
+        wanted = isinstance(options, dict) and bool(options.get("include_usage"))
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                  "include_usage": True}  # fmt: skip
+        first, rest = await self._open_stream("/v1/chat/completions", body)
+        metrics = self.metrics
+
+        def first_content() -> None:
+            metrics.ttft.observe(time.perf_counter() - started)
+
+        def ended(end: StreamEnd) -> None:
+            if metrics is not None:
+                metrics.tokens_out.inc(end.completion_tokens)
+                metrics.stream_seconds.observe(time.perf_counter() - started)
+            self._record(end.completion_id, end.answer, record)
+
+        return relay(
+            first,
+            rest,
+            RelayOptions(
+                extra=extension,
+                drop_usage=not wanted,
+                on_first_content=first_content if metrics is not None else None,
+                on_end=ended,
+            ),
+        )
 
     def _record(self, completion_id: str | None, answer: str, record: dict) -> None:
         """Keep an answer. Written by the log's own thread, not awaited: the event loop
@@ -132,18 +143,6 @@ class ChatService:
         pending writes."""
         if completion_id and self.answers is not None:
             self.answers.record_later(id=completion_id, answer=answer, **record)
-
-    async def _recording(self, chunks: AsyncIterator[bytes], record: dict):
-        """Pass a stream through; when it ends (or the client goes), keep what was answered.
-        The bytes are parsed once at the end, not per token."""
-        seen: list[bytes] = []
-        try:
-            async for chunk in chunks:
-                seen.append(chunk)
-                yield chunk
-        finally:
-            await chunks.aclose()
-            self._record(*parse_stream(b"".join(seen)), record)
 
     async def complete(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
         request = parse(CompletionRequest, raw)
@@ -157,21 +156,18 @@ class ChatService:
     async def _forward(self, path: str, body: dict, stream: bool):
         if not stream:
             return await self.upstream.post(path, body)
+        first, rest = await self._open_stream(path, body)
+        return relay(first, rest, RelayOptions())
+
+    async def _open_stream(self, path: str, body: dict) -> tuple[bytes, AsyncIterator[bytes]]:
+        """Start a stream and read its first bytes now, so an engine error becomes an HTTP
+        status, not a half-open stream."""
         chunks = self.upstream.stream(path, body)
-        # Pull the first chunk now so an engine error becomes an HTTP status, not a
-        # half-open stream.
         try:
             first = await anext(chunks)
         except StopAsyncIteration:
             first = b""
-        return _prepend(first, chunks)
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        if first:
-            yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await rest.aclose()
+        except BaseException:
+            await chunks.aclose()
+            raise
+        return first, chunks

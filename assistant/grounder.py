@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from assistant.errors import APIError
@@ -115,37 +114,3 @@ class Grounder:
             return []
         finally:
             self.observe(time.perf_counter() - start)
-
-
-async def with_extension(chunks: AsyncIterator[bytes], extra: dict) -> AsyncIterator[bytes]:
-    """Pass an SSE stream through, adding ``extra`` to the JSON of its first event."""
-    buffer, done = b"", False
-    try:
-        async for chunk in chunks:
-            if done:
-                yield chunk
-                continue
-            buffer += chunk
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                continue
-            event, rest = buffer[:end], buffer[end + 2 :]
-            done = True
-            yield _extend_event(event, extra) + b"\n\n" + rest
-        if not done and buffer:
-            yield buffer
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-def _extend_event(event: bytes, extra: dict) -> bytes:
-    if not event.startswith(b"data: ") or event.strip() == b"data: [DONE]":
-        return event
-    try:
-        payload = json.loads(event[6:])
-    except ValueError:
-        return event
-    payload.update(extra)
-    return b"data: " + json.dumps(payload).encode()

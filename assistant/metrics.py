@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -65,38 +64,6 @@ class Metrics:
     def count_usage(self, body: dict) -> None:
         usage = body.get("usage") or {}
         self.tokens_out.inc(usage.get("completion_tokens") or 0)
-
-    async def watch_stream(self, chunks: AsyncIterator[bytes], started: float):
-        """Pass a chat SSE stream through, timing its first content and counting chunks
-        (added to the counter once, when the stream ends: a locked counter per token costs
-        the relay more than the count itself)."""
-        first, count = True, 0
-        try:
-            async for chunk in chunks:
-                if first:
-                    pieces = _content_events(chunk)
-                    if pieces:
-                        self.ttft.observe(time.perf_counter() - started)
-                        first = False
-                    count += pieces
-                else:
-                    count += _content_events(chunk)
-                yield chunk
-        finally:
-            self.tokens_out.inc(count)
-            self.stream_seconds.observe(time.perf_counter() - started)
-            await chunks.aclose()
-
-
-_CONTENT = re.compile(rb'"(?:content|text)":\s*"(?!")')
-
-
-def _content_events(chunk: bytes) -> int:
-    """Events in this chunk that carry generated text (vLLM sends about a token each).
-
-    A byte pattern, not a JSON parse: this runs for every chunk of every stream.
-    """
-    return len(_CONTENT.findall(chunk))
 
 
 class RequestMetrics:

@@ -72,6 +72,12 @@ class FakeUpstream:
                 "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}}],
             }
             yield f"data: {json.dumps(chunk)}\n\n".encode()
+        if (body.get("stream_options") or {}).get("include_usage"):  # as vLLM sends it
+            words = len(self._answer(body).split())
+            usage = {"prompt_tokens": 3, "completion_tokens": words, "total_tokens": 3 + words}
+            chunk = {"id": f"chatcmpl-fake-{self.served}", "object": "chat.completion.chunk",
+                     "model": body["model"], "choices": [], "usage": usage}  # fmt: skip
+            yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
     async def aclose(self) -> None:

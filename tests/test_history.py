@@ -3,7 +3,6 @@ their own, rename and delete, and a retention that really deletes."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -95,18 +94,3 @@ def test_retention_really_deletes(tmp_path):
         path = tmp_path / name
         if path.exists():
             assert b"payroll 4417" not in path.read_bytes(), name
-
-
-def test_a_stream_is_read_back_in_one_pass_and_bad_events_are_skipped():
-    from assistant.answer_log import parse_stream
-
-    def event(index: int, text: str) -> bytes:
-        delta = {"id": "c9", "choices": [{"index": index, "delta": {"content": text}}]}
-        return b"data: " + json.dumps(delta).encode()
-
-    good = [event(0, "Re"), event(0, "boot"), event(1, "x")]
-    raw = b"\n\n".join([*good, b"data: [DONE]"]) + b"\n\n"
-    assert parse_stream(raw) == ("c9", "Reboot")
-    broken = b"\n\n".join([good[0], b"data: {not json", good[1], b"data: [1, 2]"]) + b"\n\n"
-    assert parse_stream(broken) == ("c9", "Reboot")
-    assert parse_stream(b"") == (None, "")
