@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +24,7 @@ from assistant.grounding import Index, PromptBuilder
 from assistant.index_service import IndexService
 from assistant.metrics import Metrics, RequestMetrics
 from assistant.query_expansion import HydeExpander
+from assistant.schemas import TOO_DEEP
 from assistant.settings import Settings
 from assistant.signing import SourceLinks, load_secret
 from assistant.upstream import Upstream
@@ -112,11 +113,15 @@ def create_app(
     app.state.grounder = grounder
     app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics, answers)
 
+    from assistant.limits import Limits, ReleaseSlots, admit
     from assistant.routes import admin, health, history, login, openai, pages
     from assistant.routes.login import set_session_cookie
     from assistant.routes.openai import client_host
 
-    app.include_router(openai.router)
+    limits = app.state.limits = Limits(
+        settings.rate_limit_per_minute, settings.max_concurrent_per_key
+    )
+    app.include_router(openai.router, dependencies=[Depends(admit)] if limits.enabled else [])
     app.include_router(pages.router)
     app.include_router(pages.sources)
     app.include_router(login.router)
@@ -125,6 +130,8 @@ def create_app(
     app.include_router(health.router)
 
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if limits.enabled:
+        app.add_middleware(ReleaseSlots)
 
     if settings.auth in {"local", "oidc"}:
 
@@ -151,20 +158,22 @@ def create_app(
             if app.state.auth.users is None:
                 return await call_next(request)
             current = app.state.auth.session_user(request.headers.get("cookie"))
+            groups = sorted(caller.groups - {EVERYONE})
             try:  # the proxy's groups are the truth: kept up to date at every page load
-                app.state.auth.users.sync_external(caller.name, sorted(caller.groups - {EVERYONE}))
+                await asyncio.to_thread(app.state.auth.users.sync_external, caller.name, groups)
             except ValueError as exc:
                 body = APIError(400, f"the auth proxy's user cannot be used here: {exc}").body()
                 return JSONResponse(body, status_code=400)
             response = await call_next(request)
             if current is None or current.name != caller.name:
-                set_session_cookie(response, request, app.state.auth, caller.name)
+                auth = app.state.auth
+                await asyncio.to_thread(set_session_cookie, response, request, auth, caller.name)
             return response
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):
         metrics.errors.labels(exc.type).inc()
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException):
@@ -172,6 +181,8 @@ def create_app(
         message = {404: "no such route", 405: "method not allowed"}.get(
             exc.status_code, str(exc.detail)
         )
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's own parse of a deep body
+            message = TOO_DEEP
         return JSONResponse(APIError(exc.status_code, message).body(), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)

@@ -277,7 +277,7 @@ def _flat(report: dict) -> dict:
 
 
 BENCH_SCRIPTS = {
-    "serve": "gateway_overhead.py",
+    "serve": "serve_bench.py",
     "retrieval": "retrieval_bench.py",
     "finetune": "finetune_bench.py",
 }
@@ -291,7 +291,8 @@ def bench(
     """Benchmarks that write JSON and PNG plots under bench/results.
 
     Options after KIND go to the benchmark; `assistant bench KIND -- --help` lists them.
-    serve: gateway vs direct vLLM (needs a running `assistant serve`); retrieval: indexing
+    serve: vLLM's own serving benchmark through the gateway and straight to its vLLM (starts
+    `assistant serve --model M`, or takes --gateway-url and --vllm-url); retrieval: indexing
     throughput against raw encoding, and query latency by mode; finetune: LoRA training
     tokens/s and held-out loss by batch size and rank. The last line printed is
     the result as JSON (so --json is accepted and changes nothing).

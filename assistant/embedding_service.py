@@ -50,8 +50,8 @@ class EmbeddingService:
             raise APIError(400, f"'input' has {len(texts)} items; at most {MAX_INPUTS}")
         if any(not t.strip() for t in texts):
             raise APIError(400, "'input' contains an empty string")
-        vectors = await asyncio.to_thread(self.embedder.embed, texts)
-        tokens = sum(self.embedder.count_tokens(t) for t in texts)
+        # both off the event loop: the tokenizer waits while another thread tokenizes
+        vectors, tokens = await asyncio.to_thread(self._embed, texts)
         data = [
             {
                 "object": "embedding",
@@ -66,6 +66,10 @@ class EmbeddingService:
             "model": request.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+    def _embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        vectors = self.embedder.embed(texts)
+        return vectors, sum(self.embedder.count_tokens(t) for t in texts)
 
 
 def _b64(vector: list[float]) -> str:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +42,7 @@ class EngineConfig:
     max_loras: int = 4
     dtype: str = "auto"
     extra_args: tuple[str, ...] = ()
+    speculative_config: str | None = None  # JSON for vLLM's --speculative-config
     start_timeout_s: float = 600
     log_file: Path = Path(".assistant/logs/vllm.log")
 
@@ -57,9 +61,44 @@ def engine_config(settings) -> EngineConfig:
         max_loras=settings.max_loras,
         dtype=settings.dtype,
         extra_args=tuple(settings.engine_extra_args),
+        speculative_config=speculative_config(settings.speculative, settings.speculative_tokens),
         start_timeout_s=settings.engine_start_timeout_s,
         log_file=settings.logs_dir / "vllm.log",
     )
+
+
+# Prompt lookup: a draft is the continuation of the last 2-4 answer tokens where they
+# occur earlier in the prompt, i.e. in a retrieved source the answer is quoting.
+NGRAM_LOOKUP = {"prompt_lookup_min": 2, "prompt_lookup_max": 4}
+
+
+def speculative_config(choice: str, tokens: int = 4) -> str | None:
+    """The JSON for vLLM's --speculative-config from the ``speculative`` setting."""
+    if choice == "off":
+        return None
+    if choice == "ngram":
+        return json.dumps({"method": "ngram", "num_speculative_tokens": tokens, **NGRAM_LOOKUP})
+    if choice == "suffix":
+        return json.dumps({"method": "suffix", "num_speculative_tokens": tokens})
+    return choice  # a JSON object, validated by Settings, passed through
+
+
+def check_speculative(config: EngineConfig) -> None:
+    """Refuse, before vLLM starts, the speculative set-ups known not to run."""
+    if config.speculative_config is None:
+        return
+    if "--speculative-config" in config.extra_args:
+        raise UserError(
+            "speculative decoding is set twice, by ASSISTANT_SPECULATIVE and by "
+            "--speculative-config in ASSISTANT_ENGINE_EXTRA_ARGS; keep one"
+        )
+    method = json.loads(config.speculative_config).get("method")
+    if method == "suffix" and importlib.util.find_spec("arctic_inference") is None:
+        raise UserError(
+            "ASSISTANT_SPECULATIVE=suffix needs the arctic-inference package, which is not "
+            "installed (vLLM's suffix decoding lives in it); use ASSISTANT_SPECULATIVE=ngram "
+            "or off"
+        )
 
 
 def check_model_source(model: str) -> None:
@@ -125,11 +164,30 @@ _KNOWN_FAILURES = [
     ),
     (("address already in use",), "vLLM's port is already in use"),
 ]  # fmt: skip
+# The line of a Python exception as a traceback ends: "ValueError: ...", "pydantic...Error: ..."
+_EXCEPTION = re.compile(r"^(\(\w+ pid=\d+\) )?[\w.]*(Error|Exception): ")
+
+
+# Words in vLLM's final exception that put the blame on speculative decoding.
+_SPECULATIVE_WORDS = ("speculative", "spec_decode", "suffix decoding", "arctic", "ngram", "draft")
 
 
 def explain_failure(log_tail: str) -> str:
     """One sentence for a failed start: our advice, and vLLM's own words for the cause."""
     lines = [line.strip() for line in log_tail.splitlines()]
+    # An engine process's exception is followed by the server's generic "Engine core
+    # initialization failed": look at every exception raised, not only the last.
+    raised = [i for i, line in enumerate(lines) if _EXCEPTION.match(line)]
+    blamed = [i for i in raised if any(w in lines[i].lower() for w in _SPECULATIVE_WORDS)]
+    if blamed:
+        said = lines[blamed[-1]]
+        if "validation error" in said and blamed[-1] + 1 < len(lines):  # pydantic: the reason
+            said += ": " + lines[blamed[-1] + 1].split(" [type=")[0]  # is on the next line
+        return (
+            "vLLM cannot run the speculative decoding set in ASSISTANT_SPECULATIVE with this "
+            f"backend, model or LoRA adapters; set ASSISTANT_SPECULATIVE=off (vLLM said: "
+            f"{said[:300]})"
+        )
     for needles, advice in _KNOWN_FAILURES:
         hits = [line for line in lines if any(n in line.lower() for n in needles)]
         if hits:
@@ -140,7 +198,17 @@ def explain_failure(log_tail: str) -> str:
 
 
 class EngineProcess:
-    """Start, watch and restart one vLLM OpenAI server on a loopback port."""
+    """Start, watch and restart one vLLM OpenAI server on a loopback port.
+
+    ``stop`` can come from any thread at any moment of a restart: ``_lock`` makes "stopping?
+    then spawn" in the watcher and "stopping! then take the child" in ``stop`` one step each,
+    so no child is ever started after ``stop`` took the last one, and the watcher never
+    changes the state once stopping; ``stop`` then waits for the watcher to end, so a later
+    ``start`` never runs beside an old watcher.
+    """
+
+    poll_s = 1.0  # how often the watcher looks at the child
+    backoff_s = 1.0  # the first restart's delay; it doubles each time, up to 30 s
 
     def __init__(self, config: EngineConfig, *, max_restarts: int = 5) -> None:
         self.config = config
@@ -150,6 +218,7 @@ class EngineProcess:
         self.state = "stopped"  # starting | ready | restarting | failed | stopped
         self._proc: subprocess.Popen | None = None
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # _proc, and state while stopping (see the docstring)
         self._watcher: threading.Thread | None = None
         self._ready_since = 0.0
 
@@ -182,6 +251,8 @@ class EngineProcess:
                 "--lora-modules",
             ]
             cmd += [f"{name}={path}" for name, path in c.adapters.items()]
+        if c.speculative_config is not None:
+            cmd += ["--speculative-config", c.speculative_config]
         return cmd + list(c.extra_args)
 
     def environment(self) -> dict[str, str]:
@@ -199,6 +270,9 @@ class EngineProcess:
         """Start the child; with ``wait``, block until ready or raise ``UserError``."""
         check_model_source(self.config.model)
         check_adapters(self.config.adapters)
+        check_speculative(self.config)
+        if self._watcher is not None and self._watcher.is_alive():
+            raise RuntimeError("the engine is already running; stop() it first")
         self._stopping.clear()
         self._spawn()
         if wait:
@@ -206,33 +280,47 @@ class EngineProcess:
         self._watcher = threading.Thread(target=self._watch, name="engine-watch", daemon=True)
         self._watcher.start()
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> bool:
+        """Start a child, unless ``stop`` has begun; whether one was started."""
         self.config.log_file.parent.mkdir(parents=True, exist_ok=True)
-        # A fresh start truncates the log, so a failure is read from this run's lines only.
-        mode = "ab" if self.state == "restarting" else "wb"
-        log = open(self.config.log_file, mode)  # noqa: SIM115 - handed to the child
-        self.state = "starting"
-        self._proc = subprocess.Popen(
-            self.command(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.environment(),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            # A fresh start truncates the log, so a failure is read from this run's lines.
+            mode = "ab" if self.state == "restarting" else "wb"
+            with open(self.config.log_file, mode) as log:  # the child keeps its own copy
+                self._proc = subprocess.Popen(
+                    self.command(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.environment(),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            self.state = "starting"
+            return True
+
+    def _set_state(self, state: str) -> bool:
+        """Change the state, unless ``stop`` has begun (its "stopped" stays the truth)."""
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            self.state = state
+            return True
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.config.start_timeout_s
         while time.monotonic() < deadline:
             if self._stopping.is_set():
                 return
-            if self._proc is None or self._proc.poll() is not None:
-                self.state = "failed"
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                if not self._set_state("failed"):
+                    return  # stop() took the child: that is no start-up failure
                 raise UserError(f"{explain_failure(self.log_tail())} (see {self.config.log_file})")
             if self.healthy():
-                self.state = "ready"
-                self._ready_since = time.monotonic()
+                if self._set_state("ready"):
+                    self._ready_since = time.monotonic()
                 return
             time.sleep(0.5)
         self.stop()
@@ -250,36 +338,42 @@ class EngineProcess:
             return False
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        proc = self._proc  # read once: stop() may take it meanwhile
+        return proc is not None and proc.poll() is None
 
     def _watch(self) -> None:
         """Restart the child when it dies, with exponential backoff, up to max_restarts."""
-        while not self._stopping.wait(1.0):
+        while not self._stopping.wait(self.poll_s):
             if self.alive():
                 continue
             if self.restarts >= self.max_restarts:
-                self.state = "failed"
+                self._set_state("failed")
                 return
             if time.monotonic() - self._ready_since > 300:
                 self.restarts = 0  # it ran well for a while: start the backoff afresh
-            self.state = "restarting"
-            if self._proc is not None:
+            if not self._set_state("restarting"):
+                return
+            dead = self._proc
+            if dead is not None:
                 # The dead server's engine workers share its process group: end them too,
                 # or they keep the model's memory.
-                _signal_group(self._proc, signal.SIGKILL)
-            delay = min(30.0, 2.0**self.restarts)
+                _signal_group(dead, signal.SIGKILL)
+            delay = min(30.0, self.backoff_s * 2.0**self.restarts)
             self.restarts += 1
             if self._stopping.wait(delay):
                 return
-            self._spawn()
+            if not self._spawn():  # stop() began during the backoff
+                return
             try:
                 self.wait_ready()
             except UserError:
                 continue
 
     def stop(self, timeout: float = 20) -> None:
-        self._stopping.set()
-        proc, self._proc = self._proc, None
+        """Stop the child and the watcher; from any thread, at any time, more than once."""
+        with self._lock:  # after this, the watcher starts no child and sets no state
+            self._stopping.set()
+            proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             _signal_group(proc, signal.SIGTERM)
             try:
@@ -287,12 +381,16 @@ class EngineProcess:
             except subprocess.TimeoutExpired:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait(5)
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout)  # at most one health check away (2 s)
         self.state = "stopped"
 
     def kill(self) -> None:
         """Kill the child abruptly (tests use it to check restarts)."""
-        if self._proc is not None:
-            _signal_group(self._proc, signal.SIGKILL)
+        proc = self._proc
+        if proc is not None:
+            _signal_group(proc, signal.SIGKILL)
 
     def log_tail(self, max_bytes: int = 20_000) -> str:
         try:

@@ -11,11 +11,20 @@ class APIError(Exception):
     """An error returned by the HTTP API as ``{"error": {"message", "type", "code"}}``."""
 
     def __init__(
-        self, status: int, message: str, *, type: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
+        self.headers = headers  # sent with the error, e.g. Retry-After
+        # what a hostile request sent may be echoed here: unpaired surrogates cannot be sent
+        # as UTF-8, so they become '?'
+        self.message = message.encode("utf-8", "replace").decode()
         self.type = type or _TYPES.get(status, "api_error")
         self.code = code
 

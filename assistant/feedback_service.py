@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assistant.errors import APIError
+from assistant.schemas import load_json
 
 
 class FeedbackRequest(BaseModel):
@@ -37,10 +38,7 @@ class FeedbackService:
         self.answers = answers  # assistant.answer_log.AnswerLog
 
     def add(self, raw: bytes, user: str) -> dict:
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise APIError(400, f"request body is not valid JSON: {exc}") from None
+        payload = load_json(raw)
         if isinstance(payload, dict) and OLD_SHAPE & payload.keys():
             raise APIError(
                 400,

@@ -7,12 +7,13 @@ at once and keep working while a reindex runs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from assistant.errors import APIError
-from assistant.jobs import JobRunner
+from assistant.jobs import JobCancelled, JobRunner
 from assistant.settings import Settings
 
 
@@ -63,8 +64,10 @@ def index_into(
     progress: bool = True,
     log: Callable[[str], None] = print,
     on_progress: Callable | None = None,
+    cancel: Callable[[], bool] | None = None,
 ):
-    """Index ``roots`` into a collection; returns the indexer's report. The access rules
+    """Index ``roots`` into a collection; returns the indexer's report (``cancel``: see
+    ``retrieval.indexer.Indexer.run``). The access rules
     (``access_rules``) are read first: an invalid file stops the run before anything is
     written, and the rules in force stay as they were."""
     from retrieval.store import build_indexer
@@ -81,7 +84,13 @@ def index_into(
         access=access_rules(settings, roots),
     )
     return indexer.run(
-        roots, full=full, dry_run=dry_run, progress=progress, log=log, on_progress=on_progress
+        roots,
+        full=full,
+        dry_run=dry_run,
+        progress=progress,
+        log=log,
+        on_progress=on_progress,
+        cancel=cancel,
     )
 
 
@@ -110,10 +119,14 @@ class IndexService:
         docs = self.settings.docs_dir.resolve()
         if not path:
             return docs
-        candidate = (docs / path).resolve()
-        if candidate != docs and docs not in candidate.parents:
-            raise APIError(400, f"'{path}' is outside the docs folder")
-        if not candidate.exists():
+        try:
+            candidate = (docs / path).resolve()
+            if candidate != docs and docs not in candidate.parents:
+                raise APIError(400, f"'{path}' is outside the docs folder")
+            found = candidate.exists()
+        except (OSError, ValueError):  # a NUL byte, a name too long, a symlink loop
+            found = False
+        if not found:
             raise APIError(400, f"'{path}' does not exist in the docs folder")
         return candidate
 
@@ -131,7 +144,7 @@ class IndexService:
         root = self.root_for(path)
         params = {"collection": name, "path": str(root), "full": full, "dry_run": dry_run}
 
-        def work(progress: Callable[[dict], None]) -> dict:
+        def work(progress: Callable[[dict], None], cancel: threading.Event) -> dict:
             report = index_into(
                 self.settings,
                 self.client,
@@ -143,8 +156,12 @@ class IndexService:
                 progress=False,
                 log=lambda line: None,
                 on_progress=lambda state: progress(asdict(state)),
+                cancel=cancel.is_set,
             )
-            return {**report.counts(), "skipped_files": report.skipped}
+            counts = {**report.counts(), "skipped_files": report.skipped}
+            if report.cancelled:
+                raise JobCancelled(counts)
+            return counts
 
         return self.runner.submit("reindex", params, work)
 
@@ -153,6 +170,13 @@ class IndexService:
         if job is None or job["kind"] != "reindex":
             raise APIError(404, f"no reindex job '{job_id}'", code="job_not_found")
         return _public(job)
+
+    def cancel(self, job_id: str) -> dict:
+        """Ask a reindex to stop between two files or embedding batches; it ends in state
+        "cancelled" with every document at its old or new version, whole."""
+        self.job(job_id)  # 404 for an unknown id
+        self.runner.cancel(job_id)
+        return self.job(job_id)
 
     def jobs(self, limit: int = 20) -> list[dict]:
         return [_public(j) for j in self.runner.store.latest(limit) if j["kind"] == "reindex"]

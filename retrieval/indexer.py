@@ -5,7 +5,9 @@ deleted ones removed, unchanged ones left alone. Chunks are embedded in batches 
 files (small files do not make small batches), written, and only then made live by the
 manifest (``retrieval.manifest``); the old version's chunks are deleted after that. A run
 killed at any point leaves every document at its old or new version, and the next run
-deletes the leftovers, reusing chunks that were already written.
+deletes the leftovers, reusing chunks that were already written. A run can also be
+cancelled (``cancel``): it stops between files and between embedding batches, leaving the
+index as a kill would, and the next run finishes the work.
 
 Each chunk also carries the groups that may read its document (``retrieval.access``); when
 only the rules changed, the run rewrites those flags in place and embeds nothing.
@@ -18,7 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from retrieval.access import ACCESS_FILE, AccessRules, flag_changes, flags
 from retrieval.chunking import Chunk, Chunker
@@ -42,6 +44,7 @@ class IndexReport:
     embedded: int = 0  # chunks embedded by this run
     skipped: list[dict] = field(default_factory=list)  # {"source", "reason"}
     dry_run: bool = False
+    cancelled: bool = False  # stopped early by ``cancel``: the rest is left to the next run
     seconds: float = 0.0
 
     def counts(self) -> dict:
@@ -74,6 +77,39 @@ def document_version(file_digest: str, recipe: str) -> str:
     return hashlib.sha256(f"{file_digest}|{recipe}".encode()).hexdigest()
 
 
+def ignored(source: str) -> bool:
+    """Files the indexer passes over without a word: hidden ones (any part of the path
+    starts with '.', so everything under a hidden folder too) and the access rules."""
+    return source == ACCESS_FILE or any(p.startswith(".") for p in PurePosixPath(source).parts)
+
+
+def skip_reason(path: Path) -> str | None:
+    """Why the indexer skips (and reports) the file at ``path``; ``None`` when it reads it."""
+    if path.suffix.lower() not in SUFFIXES:
+        return f"unsupported type '{path.suffix}'"
+    if path.stat().st_size > MAX_FILE_BYTES:
+        return "larger than 50 MiB"
+    return None
+
+
+def indexed_path(root: Path, source: str) -> Path | None:
+    """The file that a run over the folder ``root`` indexes as ``source``, or ``None`` where
+    it indexes nothing under that name (missing, hidden, the access rules, in a linked
+    folder, an unsupported type, too large): what a citation of ``source`` can point at."""
+    rel = PurePosixPath(source)
+    if not rel.parts or rel.is_absolute() or ".." in rel.parts or ignored(rel.as_posix()):
+        return None
+    folder = Path(root)
+    for part in rel.parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink():  # the scan (Path.rglob) does not follow linked folders
+            return None
+    path = folder / rel.parts[-1]
+    if not path.is_file() or skip_reason(path) is not None:
+        return None
+    return path
+
+
 def scan(roots: Iterable[Path], report: IndexReport) -> dict[str, _File]:
     """Supported files under ``roots`` keyed by source (path relative to its root)."""
     files: dict[str, _File] = {}
@@ -86,14 +122,11 @@ def scan(roots: Iterable[Path], report: IndexReport) -> dict[str, _File]:
         candidates = [p for p in candidates if p.is_file()]
         for path in candidates:
             rel = path.relative_to(base).as_posix()
-            if any(part.startswith(".") for part in Path(rel).parts) or rel == ACCESS_FILE:
+            if ignored(rel):
                 continue
-            if path.suffix.lower() not in SUFFIXES:
-                reason = f"unsupported type '{path.suffix}'"
+            reason = skip_reason(path)
+            if reason is not None:
                 report.skipped.append({"source": rel, "reason": reason})
-                continue
-            if path.stat().st_size > MAX_FILE_BYTES:
-                report.skipped.append({"source": rel, "reason": "larger than 50 MiB"})
                 continue
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             files[rel] = _File(path, rel, digest)
@@ -127,6 +160,7 @@ class Indexer:
         self.recipe = recipe
         self.access = access or AccessRules(None)
         self._readers: dict[tuple[str, str], set[str | None]] = {}  # stored "groups" values
+        self._cancel: Callable[[], bool] = lambda: False
 
     def stored(self) -> dict[str, dict[str, list[str]]]:
         """source -> content hash -> ids of its chunks in the collection, live or not."""
@@ -147,9 +181,16 @@ class Indexer:
         progress: bool = True,
         log: Callable[[str], None] = print,
         on_progress: Callable[[Progress], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> IndexReport:
-        """Bring the collection in line with ``roots``; ``full`` re-embeds every file."""
+        """Bring the collection in line with ``roots``; ``full`` re-embeds every file.
+
+        ``cancel`` (e.g. ``threading.Event().is_set``) is asked between files and between
+        embedding batches; once it says yes the run stops where it is, with
+        ``report.cancelled``: files made live so far stay live, the others stay at their
+        old version, and nothing is removed."""
         started = time.perf_counter()
+        self._cancel = cancel or (lambda: False)
         report = IndexReport(dry_run=dry_run)
         files = scan(roots, report)
         for file in files.values():
@@ -181,49 +222,70 @@ class Indexer:
         notify = on_progress or (lambda p: None)
         notify(state)
         batch = _Batch()
-        for file, existed in todo:
-            try:
-                chunks = self._chunks(file)
-            except LoadError as exc:
-                report.skipped.append({"source": file.source, "reason": str(exc)})
-                state.files_done += 1
-                bar.update(1)
-                continue
-            if dry_run:
-                report.updated += existed
-                report.added += not existed
-                log(f"would {'update' if existed else 'add'} {file.source} ({len(chunks)} chunks)")
-                state.files_done += 1
-                bar.update(1)
-                continue
-            # Chunks a killed run already wrote are reused, except when --full re-embeds.
-            written = set() if full else set(stored.get(file.source, {}).get(file.digest, []))
-            batch.add(file, existed, chunks, written)
-            if len(batch.pending) >= self.flush_chunks:
+        try:
+            for file, existed in todo:
+                self._check_cancel()
+                try:
+                    chunks = self._chunks(file)
+                except LoadError as exc:
+                    report.skipped.append({"source": file.source, "reason": str(exc)})
+                    state.files_done += 1
+                    bar.update(1)
+                    continue
+                if dry_run:
+                    report.updated += existed
+                    report.added += not existed
+                    what = "update" if existed else "add"
+                    log(f"would {what} {file.source} ({len(chunks)} chunks)")
+                    state.files_done += 1
+                    bar.update(1)
+                    continue
+                # Chunks a killed run already wrote are reused, except when --full re-embeds.
+                written = set() if full else set(stored.get(file.source, {}).get(file.digest, []))
+                batch.add(file, existed, chunks, written)
+                if len(batch.pending) >= self.flush_chunks:
+                    self._flush(batch, stored, report, state, bar)
+                    notify(state)
+            if batch.files:
                 self._flush(batch, stored, report, state, bar)
-                notify(state)
-        if batch.files:
-            self._flush(batch, stored, report, state, bar)
+        except _Cancelled:
+            report.cancelled = True
         bar.close()
-        report.removed = len(gone)
-        report.access_updated = len(regroup)
-        if dry_run:
-            for source in gone:
-                log(f"would remove {source}")
-            for file in regroup:
-                log(f"would change who may read {file.source}")
+        if report.cancelled:  # left as a kill would leave it: the next run clears leftovers
+            live = self.manifest.all()
         else:
-            self._regroup(regroup, stored)
-            self.manifest.remove(gone)
-            live = self.manifest.all()  # what this run left live: read once, used twice
-            self._delete_leftovers(stored, live)
-            self.manifest.bump(access=self.access.to_json())
+            report.removed = len(gone)
+            report.access_updated = len(regroup)
+            if dry_run:
+                for source in gone:
+                    log(f"would remove {source}")
+                for file in regroup:
+                    log(f"would change who may read {file.source}")
+            else:
+                self._regroup(regroup, stored)
+                self.manifest.remove(gone)
+                live = self.manifest.all()  # what this run left live: read once, used twice
+                self._delete_leftovers(stored, live)
+                self.manifest.bump(access=self.access.to_json())
         for item in report.skipped:
             log(f"skipped {item['source']}: {item['reason']}")
         report.chunks = sum(entry.n_chunks for entry in live.values())
         report.seconds = time.perf_counter() - started
         notify(state)
         return report
+
+    def _check_cancel(self) -> None:
+        if self._cancel():
+            raise _Cancelled
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        """Vectors in the embedder's own batches, asking ``cancel`` before each one."""
+        step = max(1, int(getattr(self.embedder, "batch_size", 64)))
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), step):
+            self._check_cancel()
+            vectors += self.embedder.embed(texts[start : start + step])
+        return vectors
 
     def _chunks(self, file: _File) -> list[Chunk]:
         chunks = self.chunker.split(load(file.path, file.source), file.digest)
@@ -236,7 +298,7 @@ class Indexer:
         pending = batch.pending
         for start in range(0, len(pending), self.max_batch):
             part = pending[start : start + self.max_batch]
-            vectors = self.embedder.embed([c.embedding_text(self.headers) for c in part])
+            vectors = self._embed([c.embedding_text(self.headers) for c in part])
             self.collection.upsert(
                 ids=[c.id for c in part],
                 documents=[c.text for c in part],
@@ -288,6 +350,10 @@ class Indexer:
     def _delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), self.max_batch):
             self.collection.delete(ids=ids[start : start + self.max_batch])
+
+
+class _Cancelled(Exception):
+    """Raised inside a run when ``cancel`` says stop."""
 
 
 class _Batch:

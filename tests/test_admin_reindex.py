@@ -60,7 +60,7 @@ def wait_job(http, job_id: str, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = http.get(f"/v1/admin/reindex/{job_id}", headers=ADMIN).json()
-        if job["state"] in {"done", "failed"}:
+        if job["state"] in {"done", "failed", "cancelled"}:
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not finish")
@@ -181,8 +181,8 @@ def test_interrupted_jobs_are_marked_failed_at_restart(tmp_path):
 
 def test_a_failing_job_is_failed_not_fatal(tmp_path):
     runner = JobRunner(JobStore(tmp_path / "jobs.sqlite"))
-    boom = runner.submit("reindex", {}, lambda progress: 1 / 0)
-    done = runner.submit("reindex", {}, lambda progress: {"ok": 1})
+    boom = runner.submit("reindex", {}, lambda progress, cancel: 1 / 0)
+    done = runner.submit("reindex", {}, lambda progress, cancel: {"ok": 1})
     runner.wait(timeout=10)
     assert runner.store.get(boom)["state"] == "failed"
     assert "division" in runner.store.get(boom)["error"]
@@ -195,7 +195,7 @@ def test_concurrent_job_submissions_run_one_at_a_time(tmp_path):
     active, peak = [0], [0]
     lock = threading.Lock()
 
-    def work(progress):
+    def work(progress, cancel):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])

@@ -1,4 +1,8 @@
-"""Admin routes (behind ASSISTANT_ADMIN_KEY): reindex jobs and the index overview."""
+"""Admin routes (behind ASSISTANT_ADMIN_KEY): reindex jobs and the index overview.
+
+Everything here reads or writes SQLite (jobs, users, feedback) or the docs folder, so it
+runs in a worker thread: a store waiting on a lock never stalls the event loop.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from assistant.routes.openai import client_host
 
 
 async def require_admin_key(request: Request) -> None:
-    request.state.principal = request.app.state.auth.admin(request.headers, client_host(request))
+    auth = request.app.state.auth
+    principal = await asyncio.to_thread(auth.admin, request.headers, client_host(request))
+    request.state.principal = principal
 
 
 router = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin_key)])
@@ -44,20 +50,32 @@ def _service(request: Request):
 @router.post("/reindex", status_code=202)
 async def reindex(request: Request, body: ReindexRequest | None = None):
     body = body or ReindexRequest()
-    job = _service(request).start_reindex(
-        collection=body.collection, path=body.path, full=body.full, dry_run=body.dry_run
+    job = await asyncio.to_thread(
+        _service(request).start_reindex,
+        collection=body.collection,
+        path=body.path,
+        full=body.full,
+        dry_run=body.dry_run,
     )
     return JSONResponse({"job": job}, status_code=202)
 
 
 @router.get("/reindex")
 async def reindex_jobs(request: Request):
-    return {"data": _service(request).jobs()}
+    return {"data": await asyncio.to_thread(_service(request).jobs)}
 
 
 @router.get("/reindex/{job_id}")
 async def reindex_job(request: Request, job_id: str):
-    return _service(request).job(job_id)
+    return await asyncio.to_thread(_service(request).job, job_id)
+
+
+@router.post("/reindex/{job_id}/cancel", status_code=202)
+async def cancel_reindex(request: Request, job_id: str):
+    """Stop a queued or running reindex between two files or embedding batches; it ends in
+    state "cancelled" with every document whole, and the next reindex finishes the work."""
+    job = await asyncio.to_thread(_service(request).cancel, job_id)
+    return JSONResponse(job, status_code=202)
 
 
 @router.get("/index")
@@ -79,7 +97,7 @@ async def upload_docs(
     for upload in files:
         data = await upload.read(limit + 1)  # never more than the limit in memory
         payloads.append((upload.filename or "upload", data))
-    saved = [docs.save(name, data, folder) for name, data in payloads]
+    saved = await asyncio.to_thread(lambda: [docs.save(n, d, folder) for n, d in payloads])
     return JSONResponse({"saved": saved}, status_code=201)
 
 
@@ -92,13 +110,13 @@ def _feedback(request: Request):
 
 @router.get("/feedback")
 async def feedback_overview(request: Request, limit: int = 20):
-    return _feedback(request).overview(max(1, min(limit, 200)))
+    return await asyncio.to_thread(_feedback(request).overview, max(1, min(limit, 200)))
 
 
 @router.get("/feedback/export")
 async def feedback_export(request: Request):
     """Rated answers as training conversations (JSONL), for `assistant finetune`."""
-    body = _feedback(request).export_jsonl()
+    body = await asyncio.to_thread(_feedback(request).export_jsonl)
     return PlainTextResponse(
         body,
         media_type="application/x-ndjson",

@@ -48,7 +48,7 @@ async def get_conversation(request: Request, conversation: str):
 async def rename_conversation(request: Request, conversation: str, body: Rename):
     user = request.state.principal.name
     title = " ".join(body.title.split())
-    if not request.app.state.answers.rename(conversation, user, title):
+    if not await asyncio.to_thread(request.app.state.answers.rename, conversation, user, title):
         raise _missing(conversation)
     return {"id": conversation, "title": title}
 
@@ -56,6 +56,7 @@ async def rename_conversation(request: Request, conversation: str, body: Rename)
 @router.delete("/{conversation}", status_code=204)
 async def delete_conversation(request: Request, conversation: str):
     """Delete a conversation and its answers for good."""
-    if not request.app.state.answers.delete(conversation, request.state.principal.name):
+    user = request.state.principal.name
+    if not await asyncio.to_thread(request.app.state.answers.delete, conversation, user):
         raise _missing(conversation)
     return Response(status_code=204)

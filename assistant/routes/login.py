@@ -66,9 +66,10 @@ def set_session_cookie(response: Response, request: Request, auth, user: str) ->
     )
 
 
-def _session_response(request: Request, user: str, target: str) -> RedirectResponse:
+async def _session_response(request: Request, user: str, target: str) -> RedirectResponse:
     response = RedirectResponse(_safe_next(target), status_code=303)
-    set_session_cookie(response, request, request.app.state.auth, user)
+    # a session is a row written to the user store: off the event loop
+    await asyncio.to_thread(set_session_cookie, response, request, request.app.state.auth, user)
     return response
 
 
@@ -108,10 +109,10 @@ async def oidc_callback(
     groups = [g for g in (_group_name(g) for g in identity.groups) if g]
     auth = request.app.state.auth
     try:
-        user = auth.users.sync_external(identity.username, groups)
+        user = await asyncio.to_thread(auth.users.sync_external, identity.username, groups)
     except ValueError as exc:
         raise APIError(400, f"the provider's user cannot be used here: {exc}") from None
-    response = _session_response(request, user.name, flow["next"])
+    response = await _session_response(request, user.name, flow["next"])
     response.delete_cookie(FLOW_COOKIE, path="/auth")
     return response
 
@@ -136,13 +137,13 @@ async def login(
         await asyncio.sleep(request.app.state.login_delay_s)  # slows down guessing
         body = login_form(_title(request), next_url=next, problem=WRONG, username=username)
         return HTMLResponse(body, status_code=401)
-    return _session_response(request, user.name, next)
+    return await _session_response(request, user.name, next)
 
 
 @router.post("/logout")
 @router.get("/logout")
 async def logout(request: Request):
-    request.app.state.auth.end_session(request.headers.get("cookie"))
+    await asyncio.to_thread(request.app.state.auth.end_session, request.headers.get("cookie"))
     # with OIDC, /login would sign straight back in through the provider's own session
     target = "/signed-out" if request.app.state.settings.auth == "oidc" else "/login"
     response = RedirectResponse(target, status_code=303)

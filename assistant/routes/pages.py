@@ -6,6 +6,8 @@ never needs an API key in it."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
@@ -30,7 +32,9 @@ async def feedback(request: Request):
     if service is None:
         raise APIError(503, "this server keeps no feedback store")
     caller = request.state.principal.name
-    return JSONResponse(service.add(await read_body(request), caller), status_code=201)
+    raw = await read_body(request)
+    # reads the answer log (waiting for answers still being written), writes the store
+    return JSONResponse(await asyncio.to_thread(service.add, raw, caller), status_code=201)
 
 
 sources = APIRouter(prefix="/v1")
