@@ -47,3 +47,81 @@ def test_not_ready_engine_is_refused_before_any_request():
 def test_needs_a_url():
     with pytest.raises(ValueError):
         HttpUpstream([])
+
+
+async def _engine(port_hits: list, *, cut_after: int | None = None):
+    """A small real HTTP server speaking enough of vLLM's API: /v1/models and a stream."""
+    from aiohttp import web
+
+    async def models(request):
+        port_hits.append(request.url.port)
+        return web.json_response({"object": "list", "data": [{"id": "m"}]})
+
+    async def chat(request):
+        port_hits.append(request.url.port)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(5):
+            if cut_after is not None and i == cut_after:
+                request.transport.close()  # the engine dies mid-answer
+                return resp
+            await resp.write(b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n')
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def test_requests_spread_over_replicas_and_a_dead_one_hands_over_its_share():
+    async def scenario():
+        hits: list = []
+        (run_a, url_a), (run_b, url_b) = await _engine(hits), await _engine(hits)
+        up = HttpUpstream([url_a, url_b], timeout_s=10)
+        try:
+
+            async def streamed() -> bytes:
+                return b"".join([c async for c in up.stream("/v1/chat/completions", {})])
+
+            bodies = await asyncio.gather(*(streamed() for _ in range(20)))
+            assert all(b.endswith(b"data: [DONE]\n\n") for b in bodies)
+            port_a, port_b = (int(u.rsplit(":", 1)[1]) for u in (url_a, url_b))
+            assert hits.count(port_a) > 0 and hits.count(port_b) > 0  # spread
+            await run_a.cleanup()  # replica A is gone: connections are refused
+            hits.clear()
+            bodies = await asyncio.gather(*(streamed() for _ in range(20)))
+            results = await asyncio.gather(*(up.get("/v1/models") for _ in range(5)))
+            assert all(b.endswith(b"data: [DONE]\n\n") for b in bodies)  # none lost
+            assert all(r["data"][0]["id"] == "m" for r in results)
+            assert set(hits) == {port_b}
+        finally:
+            await up.aclose()
+            await run_b.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_an_engine_lost_mid_stream_raises_a_clear_error_not_a_hang():
+    async def scenario():
+        runner, url = await _engine([], cut_after=2)
+        up = HttpUpstream([url], timeout_s=10)
+        got = []
+        try:
+            with pytest.raises(APIError) as info:
+                async for chunk in up.stream("/v1/chat/completions", {}):
+                    got.append(chunk)
+            assert info.value.status == 502 and "mid-answer" in info.value.message
+            assert b"".join(got).count(b"data: {") == 2
+            assert up._in_flight[url] == 0  # the connection is given back
+        finally:
+            await up.aclose()
+            await runner.cleanup()
+
+    asyncio.run(scenario())
