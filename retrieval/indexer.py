@@ -29,6 +29,10 @@ from retrieval.errors import RetrievalError
 from retrieval.loaders import SUFFIXES, LoadError, load
 from retrieval.manifest import Manifest, get_all
 
+# What a store that cannot be written fails with: disk full, file too large, quota,
+# read-only file system, no permission, I/O error.
+_WRITE_ERRNOS = {28, 27, 122, 30, 13, 5}
+
 MAX_FILE_BYTES = 50 * 1024 * 1024
 FLUSH_CHUNKS = 256  # chunks embedded and written together
 
@@ -172,7 +176,29 @@ class Indexer:
             self._readers[(meta["source"], meta["content_hash"])].add(meta.get("groups"))
         return stored
 
-    def run(
+    def run(self, roots: list[Path], **options) -> IndexReport:
+        """``_run`` (below), with a store that cannot be written (disk full, read-only,
+        I/O error) reported in one sentence instead of the store's traceback."""
+        import errno
+
+        from chromadb.errors import ChromaError
+
+        try:
+            return self._run(roots, **options)
+        except ChromaError as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            reason = errno.errorcode.get(exc.errno, "") + " " + (exc.strerror or "")
+        raise RetrievalError(
+            f"the index could not be written ({reason.strip()}): is the disk full or the store "
+            "read-only? Documents made live before the error stay whole at their last "
+            "complete version; free space or fix the store's permissions and index again: "
+            "the run picks up where it stopped"
+        ) from None
+
+    def _run(
         self,
         roots: list[Path],
         *,

@@ -154,65 +154,90 @@ def test_missing_path_is_one_clear_error(tmp_path):
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
+class ChromaServer:
+    """A real `chroma run` on loopback, as a deployment at scale would use; it can be
+    stopped and started again on the same port and data folder."""
+
+    def __init__(self, folder: Path) -> None:
+        from tests.conftest import free_port
+
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> None:
+        import time
+        import urllib.request
+
+        chroma = Path(sys.executable).parent / "chroma"
+        with open(self.folder / "chroma.log", "a") as log:
+            self.proc = subprocess.Popen(
+                [str(chroma), "run", "--path", str(self.folder / "chroma-data"),
+                 "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/api/v2/heartbeat", timeout=2)
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError((self.folder / "chroma.log").read_text()) from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
 @pytest.fixture
 def chroma_server(tmp_path):
-    """A real `chroma run` on loopback, as a deployment at scale would use."""
-    import time
-    import urllib.request
-
-    from tests.conftest import free_port
-
-    port = free_port()
-    chroma = Path(sys.executable).parent / "chroma"
-    log = open(tmp_path / "chroma.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            str(chroma),
-            "run",
-            "--path",
-            str(tmp_path / "chroma-data"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/v2/heartbeat", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "chroma.log").read_text()) from None
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    server = ChromaServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 def test_chroma_server_mode(docs, tmp_path, chroma_server):
-    """index --chroma-url writes to the server; a Retriever over HttpClient finds passages."""
+    """index --chroma-url writes to the server; a Retriever over HttpClient finds passages;
+    with the server stopped the gateway answers ungrounded (no 500), and grounded again once
+    the server is back."""
+    from fastapi.testclient import TestClient
+
+    from assistant.app import create_app
+    from assistant.settings import Settings
     from retrieval.embeddings import SentenceTransformerEmbedder
     from retrieval.retriever import Retriever
     from retrieval.store import open_client
+    from tests.fakes import FakeUpstream
 
-    first, _ = index(docs, tmp_path / "unused", "--chroma-url", chroma_server)
+    url = chroma_server.url
+    first, _ = index(docs, tmp_path / "unused", "--chroma-url", url)
     assert first["added"] == 3 and first["chunks"] > 3
     assert not (tmp_path / "unused").exists()  # nothing written locally
     (docs / "vpn-error-codes.md").unlink()
-    again, _ = index(docs, tmp_path / "unused", "--chroma-url", chroma_server)
+    again, _ = index(docs, tmp_path / "unused", "--chroma-url", url)
     assert (again["removed"], again["unchanged"]) == (1, 2)
 
-    client = open_client(chroma_url=chroma_server)
+    client = open_client(chroma_url=url)
     retriever = Retriever(client, SentenceTransformerEmbedder("all-MiniLM-L6-v2"))
     hits = retriever.search("guest wifi voucher for a visitor", 3)
     assert hits[0].source == "guest-wifi.html"
     assert all(h.source != "vpn-error-codes.md" for h in retriever.search("TP-204", 5))
+
+    settings = Settings(home=tmp_path / "home", docs_dir=docs, chroma_url=url)
+    ask = {"model": "helpdesk-demo", "messages": [{"role": "user",
+           "content": "guest wifi voucher for a visitor"}]}  # fmt: skip
+    with TestClient(create_app(settings, upstream=FakeUpstream(), index=retriever)) as api:
+        assert api.post("/v1/chat/completions", json=ask).json()["grounded"] is True
+        chroma_server.stop()
+        down = api.post("/v1/chat/completions", json=ask)
+        assert down.status_code == 200 and down.json()["grounded"] is False, down.text
+        chroma_server.start()
+        back = api.post("/v1/chat/completions", json=ask).json()
+        assert back["grounded"] is True and back["sources"][0]["source"] == "guest-wifi.html"
 
 
 def test_index_refuses_a_store_that_a_server_holds(docs, tmp_path):
@@ -273,3 +298,41 @@ def test_changed_chunk_settings_re_embed_every_file_and_leave_no_stale_chunk(doc
         docs, store, env={"ASSISTANT_CHUNK_TOKENS": "96", "ASSISTANT_CHUNK_HEADERS": "0"}
     )
     assert (again["updated"], again["unchanged"]) == (3, 0)
+
+
+def test_a_store_that_cannot_be_written_is_one_error_and_the_index_stays_whole(docs, tmp_path):
+    """Disk full during a reindex, made real with a file-size limit on the indexing process
+    (writes past it fail as on a full disk): one sentence, no traceback; what was live stays
+    searchable; once there is room the next run completes."""
+    import resource
+    import signal
+
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.retriever import Retriever
+    from retrieval.store import open_client
+
+    store = tmp_path / "store"
+    index(docs, store)
+    big = "\n\n".join(f"## Printer fault {i}\n\nFault P-{i:04d} means tray {i % 5} jams." * 3
+                      for i in range(400))  # fmt: skip
+    (docs / "printer-faults.md").write_text("# Printer faults\n\n" + big)
+    size = (store / "chroma.sqlite3").stat().st_size
+
+    def disk_full() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    full = subprocess.run(
+        [sys.executable, "-m", "assistant", "index", str(docs), "--store", str(store), "--json"],
+        capture_output=True, text=True, preexec_fn=disk_full, timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert full.returncode == 1, full.stderr
+    assert "Traceback" not in full.stderr
+    assert "the index could not be written" in full.stderr and "disk full" in full.stderr
+
+    retriever = Retriever(open_client(store), SentenceTransformerEmbedder("all-MiniLM-L6-v2"))
+    assert retriever.search("guest wifi voucher for a visitor", 3)[0].source == "guest-wifi.html"
+    del retriever
+    report, _ = index(docs, store)
+    assert report["added"] == 1 and report["unchanged"] == 3
