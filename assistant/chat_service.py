@@ -113,8 +113,13 @@ class ChatService:
         wanted = isinstance(options, dict) and bool(options.get("include_usage"))
         body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                   "include_usage": True}  # fmt: skip
+        sent = time.perf_counter()
         first, rest = await self._open_stream("/v1/chat/completions", body)
+        arrived = time.perf_counter()
         metrics = self.metrics
+
+        def first_out() -> None:
+            metrics.gateway_seconds.observe(sent - started + time.perf_counter() - arrived)
 
         def first_content() -> None:
             metrics.ttft.observe(time.perf_counter() - started)
@@ -132,6 +137,7 @@ class ChatService:
                 extra=extension,
                 drop_usage=not wanted,
                 on_first_content=first_content if metrics is not None else None,
+                on_first_out=first_out if metrics is not None else None,
                 on_end=ended,
             ),
         )

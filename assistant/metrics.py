@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+# the gateway's own share of a request: fractions of a millisecond to a slow retrieval
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -34,6 +36,14 @@ class Metrics:
             "assistant_time_to_first_token_seconds",
             "Streamed chats: request received to first content chunk.",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.gateway_seconds = Histogram(
+            "assistant_gateway_seconds",
+            "Streamed chats: the gateway's own share of the time to first token: request "
+            "handled -> sent to the engine (validation, retrieval, prompt), plus the engine's "
+            "first bytes -> passed on to the client.",
+            buckets=OVERHEAD_BUCKETS,
             registry=r,
         )
         self.stream_seconds = Histogram(

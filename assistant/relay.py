@@ -40,6 +40,7 @@ class RelayOptions:
     extra: dict[str, Any] | None = None  # merged into the first event's JSON (grounding)
     drop_usage: bool = False  # the usage event was asked for by us, not by the client
     on_first_content: Callable[[], None] | None = None  # time to first token
+    on_first_out: Callable[[], None] | None = None  # the engine's first bytes are passed on
     on_end: Callable[[StreamEnd], None] | None = None  # record, count; runs once
 
 
@@ -115,6 +116,8 @@ async def relay(
     framer = _Framer(options)
     try:
         out = framer.feed(first) if first else b""
+        if options.on_first_out is not None:
+            options.on_first_out()
         if out:
             yield out
         try:

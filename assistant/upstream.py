@@ -59,6 +59,7 @@ class HttpUpstream:
         self.connections = connections
         self._in_flight = dict.fromkeys(self.urls, 0)
         self._down_until = dict.fromkeys(self.urls, 0.0)
+        self._turn = 0
         self._state = state
         self._session = None  # made on first use, inside the server's event loop
 
@@ -82,9 +83,12 @@ class HttpUpstream:
         return self._session
 
     def _order(self) -> list[str]:
-        """Servers to try, least busy first; those that just refused go last."""
+        """Servers to try, least busy first (ties taken in turn); those that just refused
+        go last."""
         now = time.monotonic()
-        return sorted(self.urls, key=lambda u: (self._down_until[u] > now, self._in_flight[u]))
+        self._turn = (self._turn + 1) % len(self.urls)
+        turn = self.urls[self._turn :] + self.urls[: self._turn]
+        return sorted(turn, key=lambda u: (self._down_until[u] > now, self._in_flight[u]))
 
     def _pick(self) -> str:
         return self._order()[0]

@@ -48,6 +48,8 @@ def test_metrics_count_requests_tokens_ttft_retrieval_restarts(client):
     # 2 from the non-streamed usage, 4 content chunks ("echo: VPN says TP-204") streamed
     assert metric(text, "assistant_tokens_out_total") == 6
     assert metric(text, "assistant_time_to_first_token_seconds_count") == 1
+    assert metric(text, "assistant_gateway_seconds_count") == 1  # the gateway's own share
+    assert 0 < metric(text, "assistant_gateway_seconds_sum") < 5
     assert metric(text, "assistant_retrieval_seconds_count") == 2
     assert metric(text, "assistant_engine_restarts") == 2
     assert metric(text, 'assistant_request_seconds_count{route="/v1/chat/completions"}') == 3
