@@ -61,18 +61,25 @@ def tokens_out(base: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def stream_one(client, n: int, max_tokens: int) -> dict:
-    """One streamed chat as a user's client reads it; retrieval on for every other one."""
+async def stream_one(client, n: int, max_tokens: int, running=None) -> dict:
+    """One streamed chat as a user's client reads it; retrieval on for every other one.
+    ``running``: a list that gets this stream's number once its first chunk is read (the
+    answer then runs to max_tokens: end-of-sequence ignored)."""
+    extra = {"retrieval": {"enabled": n % 2 == 0}}
+    if running is not None:
+        extra["ignore_eos"] = True
     stream = await client.chat.completions.create(
         model="tiny",
         messages=[{"role": "user", "content": f"vpn error {n}"}],
         max_tokens=max_tokens,
         stream=True,
         stream_options={"include_usage": True},
-        extra_body={"retrieval": {"enabled": n % 2 == 0}},
+        extra_body=extra,
     )
     ids, text, usage, finish = set(), [], None, None
     async for chunk in stream:
+        if running is not None and not ids:
+            running.append(n)
         ids.add(chunk.id)
         if chunk.usage is not None:
             usage = chunk.usage.completion_tokens
@@ -95,13 +102,13 @@ def test_64_streams_complete_then_a_killed_engine_gives_clear_errors_503_then_se
     gateway = psutil.Process(served.proc.pid)
     try:
 
-        async def load(count: int, max_tokens: int):
+        async def load(count: int, max_tokens: int, running=None):
             async with openai.AsyncOpenAI(
                 base_url=served.base + "/v1", api_key="x", max_retries=0
             ) as client:  # one per event loop: its connection pool belongs to the loop
                 return await asyncio.gather(
                     *(
-                        asyncio.wait_for(stream_one(client, n, max_tokens), 240)
+                        asyncio.wait_for(stream_one(client, n, max_tokens, running), 240)
                         for n in range(count)
                     ),
                     return_exceptions=True,
@@ -121,9 +128,12 @@ def test_64_streams_complete_then_a_killed_engine_gives_clear_errors_503_then_se
         (child,) = vllm_children(served)
 
         async def killed_under_load():
-            running = asyncio.ensure_future(load(64, 400))
-            await asyncio.sleep(3)  # streams are running
-            os.killpg(child.pid, signal.SIGKILL)  # the engine and its workers crash
+            started: list[int] = []
+            running = asyncio.ensure_future(load(64, 1500, started))
+            deadline = time.monotonic() + 120
+            while len(started) < 16 and time.monotonic() < deadline and not running.done():
+                await asyncio.sleep(0.05)
+            os.killpg(child.pid, signal.SIGKILL)  # mid-answer: the engine and its workers crash
             return await running
 
         results = asyncio.run(killed_under_load())
