@@ -314,7 +314,7 @@ def test_a_store_that_cannot_be_written_is_one_error_and_the_index_stays_whole(d
     store = tmp_path / "store"
     index(docs, store)
     big = "\n\n".join(f"## Printer fault {i}\n\nFault P-{i:04d} means tray {i % 5} jams." * 3
-                      for i in range(400))  # fmt: skip
+                      for i in range(60))  # fmt: skip
     (docs / "printer-faults.md").write_text("# Printer faults\n\n" + big)
     size = (store / "chroma.sqlite3").stat().st_size
 
