@@ -228,6 +228,11 @@ def eval_retrieval(
             typer.echo(f"  - {text}")
 
 
+from assistant.cli_eval import eval_answers  # noqa: E402 - its own file, listed here
+
+app.command("eval-answers")(eval_answers)
+
+
 @app.command("demo-model")
 def demo_model(
     output: Path = typer.Option(Path(".assistant/demo-model"), help="Folder to write."),

@@ -179,3 +179,22 @@ class FakeEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+
+class ScriptedUpstream(FakeUpstream):
+    """A ``FakeUpstream`` that gives each question (the last user message) its scripted
+    answer, and fails with a 502 for a question in ``failing``."""
+
+    def __init__(self, answers: dict[str, str], failing: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.answers = answers
+        self.failing = failing
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("messages") and body["messages"][-1]["content"] in self.failing:
+            raise APIError(502, "the engine failed on this one")
+        return await super().post(path, body)
+
+    def _answer(self, body: dict) -> str:
+        question = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+        return self.answers.get(question, "echo: " + str(question))

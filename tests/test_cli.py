@@ -8,7 +8,17 @@ import sys
 
 import pytest
 
-COMMANDS = ["serve", "index", "eval-retrieval", "finetune", "demo-model", "bench", "users", "keys"]
+COMMANDS = [
+    "serve",
+    "index",
+    "eval-retrieval",
+    "eval-answers",
+    "finetune",
+    "demo-model",
+    "bench",
+    "users",
+    "keys",
+]
 
 
 def run(*args, env=None, timeout=120):
