@@ -91,6 +91,24 @@ CASES = {
 }
 
 
+async def _health_while_locked(http, db_path, send) -> tuple[float, httpx.Response]:
+    """Start ``send()`` while another connection holds ``db_path``'s write lock, and time a
+    /health sent meanwhile; returns (seconds /health took, the request's response)."""
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        request = asyncio.create_task(send())
+        started = time.perf_counter()
+        await asyncio.sleep(0.2)  # the request is waiting on the lock by now
+        health = await http.get("/health")
+        took = time.perf_counter() - started
+        assert health.status_code == 200
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    return took, await request
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_locked_store_does_not_stall_the_event_loop(gateway, case):
     store, send = CASES[case]
@@ -99,19 +117,9 @@ def test_a_locked_store_does_not_stall_the_event_loop(gateway, case):
         transport = httpx.ASGITransport(app=gateway)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
             ids = await _answer(http, gateway)
-            locker = sqlite3.connect(gateway.files[store], isolation_level=None)
-            locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-            try:
-                request = asyncio.create_task(send(http, gateway, ids))
-                started = time.perf_counter()
-                await asyncio.sleep(0.2)  # the request is waiting on the lock by now
-                health = await http.get("/health")
-                took = time.perf_counter() - started
-                assert health.status_code == 200
-            finally:
-                locker.execute("COMMIT")
-                locker.close()
-            return took, await request
+            return await _health_while_locked(
+                http, gateway.files[store], lambda: send(http, gateway, ids)
+            )
 
     took, resp = asyncio.run(scenario())
     assert took < 1.0, f"/health waited {took:.2f} s behind {case}"
@@ -127,20 +135,10 @@ def test_signing_in_with_a_locked_user_store_does_not_stall_the_event_loop(tmp_p
     async def scenario() -> tuple[float, httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-            locker = sqlite3.connect(tmp_path / "users.sqlite", isolation_level=None)
-            locker.execute("BEGIN IMMEDIATE")
-            try:
-                form = {"username": "alice", "password": "correct horse", "next": "/"}
-                request = asyncio.create_task(http.post("/login", data=form))
-                started = time.perf_counter()
-                await asyncio.sleep(0.2)
-                health = await http.get("/health")
-                took = time.perf_counter() - started
-                assert health.status_code == 200
-            finally:
-                locker.execute("COMMIT")
-                locker.close()
-            return took, await request
+            form = {"username": "alice", "password": "correct horse", "next": "/"}
+            return await _health_while_locked(
+                http, tmp_path / "users.sqlite", lambda: http.post("/login", data=form)
+            )
 
     took, resp = asyncio.run(scenario())
     assert took < 1.0, f"/health waited {took:.2f} s behind a sign-in"
