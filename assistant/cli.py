@@ -112,7 +112,7 @@ def index(
     )
     from contextlib import nullcontext
 
-    from assistant.index_service import index_into, make_embedder
+    from assistant.index_service import access_rules, index_into, make_embedder
     from retrieval.store import StoreLock, check_name, open_client
 
     check_name(settings.collection)
@@ -120,6 +120,7 @@ def index(
     for root in roots:
         if not root.exists():
             raise UserError(f"'{root}' does not exist")
+    access = access_rules(settings, roots)  # a bad rules file stops it before the store opens
     locked = settings.chroma_url or dry_run
     embedder = make_embedder(settings)  # a model that cannot load leaves the store alone
     with nullcontext() if locked else StoreLock(settings.index_dir, "assistant index"):
@@ -133,6 +134,7 @@ def index(
             dry_run=dry_run,
             progress=not as_json,
             log=echo_err,
+            access=access,
         )
     emit(report.counts(), as_json)
 

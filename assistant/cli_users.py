@@ -25,7 +25,7 @@ keys_app = typer.Typer(
 def _store(config: Path | None):
     from assistant.users import UserStore
 
-    return UserStore(load(config).users_path)
+    return UserStore.from_settings(load(config))
 
 
 def _read_password(from_stdin: bool) -> str | None:

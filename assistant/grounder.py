@@ -84,15 +84,18 @@ class Grounder:
         return citation
 
     async def require_readable(self, source: str, scope: frozenset[str] | None) -> None:
-        """A 404, the same as for a missing file, unless the caller may read ``source``."""
+        """A 404, the same as for a missing file, unless the caller may read ``source``.
+        Without an index there are no permissions to go by: only admins read documents."""
         from retrieval.errors import RetrievalError
 
-        if self.index is None or scope is None:
-            return  # no index to know permissions from, or an admin
-        try:
-            ok = await asyncio.to_thread(self.index.readable, source, scope)
-        except RetrievalError:
-            ok = False
+        if scope is None:
+            return  # an admin
+        ok = False
+        if self.index is not None:
+            try:
+                ok = await asyncio.to_thread(self.index.readable, source, scope)
+            except RetrievalError:
+                ok = False
         if not ok:
             raise APIError(404, "no such document", code="document_not_found")
 

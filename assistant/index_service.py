@@ -65,11 +65,12 @@ def index_into(
     log: Callable[[str], None] = print,
     on_progress: Callable | None = None,
     cancel: Callable[[], bool] | None = None,
+    access=None,
 ):
     """Index ``roots`` into a collection; returns the indexer's report (``cancel``: see
-    ``retrieval.indexer.Indexer.run``). The access rules
-    (``access_rules``) are read first: an invalid file stops the run before anything is
-    written, and the rules in force stay as they were."""
+    ``retrieval.indexer.Indexer.run``). ``access``: the document permissions to apply, as
+    read beforehand (default: ``access_rules`` now; an invalid file stops the run before
+    anything is written, and the rules in force stay as they were)."""
     from retrieval.store import build_indexer
 
     indexer = build_indexer(
@@ -81,7 +82,7 @@ def index_into(
         full=full and not dry_run,
         flush_chunks=settings.index_batch_chunks,
         headers=settings.chunk_headers,
-        access=access_rules(settings, roots),
+        access=access if access is not None else access_rules(settings, roots),
     )
     return indexer.run(
         roots,
@@ -142,6 +143,7 @@ class IndexService:
         except RetrievalError as exc:
             raise APIError(400, str(exc)) from None
         root = self.root_for(path)
+        access = self.check_access(root)
         params = {"collection": name, "path": str(root), "full": full, "dry_run": dry_run}
 
         def work(progress: Callable[[dict], None], cancel: threading.Event) -> dict:
@@ -157,6 +159,7 @@ class IndexService:
                 log=lambda line: None,
                 on_progress=lambda state: progress(asdict(state)),
                 cancel=cancel.is_set,
+                access=access,
             )
             counts = {**report.counts(), "skipped_files": report.skipped}
             if report.cancelled:
@@ -164,6 +167,16 @@ class IndexService:
             return counts
 
         return self.runner.submit("reindex", params, work)
+
+    def check_access(self, root: Path):
+        """The access rules a reindex of ``root`` applies, read now: an invalid file is a
+        400 naming its line, before any job starts, and the rules in force stay."""
+        from retrieval.access import AccessError
+
+        try:
+            return access_rules(self.settings, [root])
+        except AccessError as exc:
+            raise APIError(400, str(exc), code="invalid_access_rules") from None
 
     def job(self, job_id: str) -> dict:
         job = self.runner.store.get(job_id)

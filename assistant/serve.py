@@ -11,8 +11,15 @@ from assistant.settings import Settings
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def check_auth(settings: Settings) -> None:
-    """Refuse set-ups that would let anyone in, or that are not built yet."""
+OPEN_PAGE_NOTE = (
+    "note: with ASSISTANT_AUTH=none the chat page answers anyone who reaches it, as the "
+    "service user; set ASSISTANT_AUTH=local (or oidc, header) to require sign-in"
+)
+
+
+def check_auth(settings: Settings, *, log=print) -> None:
+    """Refuse set-ups that would let anyone in, or that are not complete; with API keys
+    and no sign-in, say (``log``) that the page still answers anyone."""
     if settings.auth == "none" and not settings.api_keys and settings.host not in LOOPBACK:
         raise UserError(
             f"refusing to listen on {settings.host} with ASSISTANT_AUTH=none and no API keys: "
@@ -30,10 +37,12 @@ def check_auth(settings: Settings) -> None:
             "ASSISTANT_AUTH=header needs ASSISTANT_TRUSTED_PROXIES: the addresses of the auth "
             "proxy whose user and groups headers are believed"
         )
+    if settings.auth == "none" and settings.api_keys:
+        log(OPEN_PAGE_NOTE)
 
 
 def run_server(settings: Settings, *, log=print) -> None:
-    check_auth(settings)
+    check_auth(settings, log=log)
     check_port_free(settings.host, settings.port)
     if not settings.llm_urls and settings.model is None and not settings.demo_model_dir.is_dir():
         raise UserError(
@@ -88,15 +97,10 @@ def run_server(settings: Settings, *, log=print) -> None:
         engine_restarts=(lambda: engine.restarts) if engine is not None else None,
         index_service=IndexService(settings, client, embedder, runner),
         feedback_store=FeedbackStore(settings.feedback_path),
-        users=UserStore(settings.users_path),
+        users=UserStore.from_settings(settings),
         on_shutdown=stops,
     )
     base = f"http://{url_host(settings.host)}:{settings.port}"
-    if settings.auth == "none" and settings.api_keys:
-        log(
-            "note: with ASSISTANT_AUTH=none the chat page answers anyone who reaches it, as "
-            "the service user; set ASSISTANT_AUTH=local (or oidc, header) to require sign-in"
-        )
     _mount_page(app, settings)
     log(
         f"\n  Page: {base}/\n  API:  {base}/v1  (model '{settings.model_name}')\n"

@@ -178,6 +178,18 @@ class Settings(BaseSettings):
     session_hours: float = Field(
         12, gt=0, description="How long a sign-in lasts (the session cookie's expiry)."
     )
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="With auth=local: wrong passwords in a row after which an account is "
+        "locked (login_lockout_s).",
+    )
+    login_lockout_s: float = Field(
+        300,
+        gt=0,
+        description="With auth=local: seconds a locked account refuses every sign-in, the "
+        "right password too; then it gets login_max_failures tries again.",
+    )
     source_link_minutes: float = Field(
         60, gt=0, description="How long a source link in an answer opens its document."
     )

@@ -105,6 +105,10 @@ def check_groups(groups: list[str]) -> tuple[str, ...]:
 
 
 class UserStore:
+    """Users, keys and sessions in SQLite at ``path``. ``max_failures`` wrong passwords in a
+    row lock an account for ``lockout_s`` seconds (the server passes the
+    ``login_max_failures`` and ``login_lockout_s`` settings, see ``from_settings``)."""
+
     def __init__(self, path: Path, *, max_failures: int = 5, lockout_s: float = 300.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +123,15 @@ class UserStore:
         self._read.execute("PRAGMA query_only=ON")
         self._toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="users-touch")
         self._touched: dict[int, float] = {}  # key id -> when last_used_at was last queued
+
+    @classmethod
+    def from_settings(cls, settings) -> UserStore:
+        """The store at ``settings.users_path``, with the settings' lock-out rules."""
+        return cls(
+            settings.users_path,
+            max_failures=settings.login_max_failures,
+            lockout_s=settings.login_lockout_s,
+        )
 
     def close(self) -> None:
         self._toucher.shutdown(wait=True)
@@ -212,19 +225,27 @@ class UserStore:
         try:
             hasher.verify(row[3], password)
         except (VerificationError, InvalidHashError):
-            failures = row[4] + 1
-            locked = time.time() + self.lockout_s if failures >= self.max_failures else 0
-            with self._lock:
-                self._db.execute(
-                    "UPDATE users SET failed_logins = ?, locked_until = ? WHERE name = ?",
-                    (0 if locked else failures, locked, name),
-                )
+            self._count_failure(name)
             return None
         with self._lock:
             self._db.execute(
                 "UPDATE users SET failed_logins = 0, locked_until = 0 WHERE name = ?", (name,)
             )
         return _user(row[:3])
+
+    def _count_failure(self, name: str) -> None:
+        """One more wrong try, counted in SQL (tries at the same moment, in this process or
+        another, each add one); the ``max_failures``-th locks the account and starts over."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE users SET "
+                "locked_until = CASE WHEN failed_logins + 1 >= :most THEN :until "
+                "ELSE locked_until END, "
+                "failed_logins = CASE WHEN failed_logins + 1 >= :most THEN 0 "
+                "ELSE failed_logins + 1 END "
+                "WHERE name = :name",
+                {"most": self.max_failures, "until": time.time() + self.lockout_s, "name": name},
+            )
 
     # --- keys ----------------------------------------------------------------------------
     def create_key(self, user: str, label: str = "") -> tuple[int, str]:

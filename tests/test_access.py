@@ -3,6 +3,8 @@ retriever showing each caller only what their groups may read (real Chroma, real
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from retrieval.access import AccessError, AccessRules, flag_changes, flags, where
@@ -184,3 +186,74 @@ def test_an_index_from_before_permissions_is_searched_unfiltered_until_reindexed
     assert report.embedded == 0 and report.access_updated == 3
     assert retriever.search("TP-204", 1, groups=EVERYONE)[0].source == "vpn.md"
     assert retriever.search("TP-204", 1, groups=frozenset({"x"})) == []
+
+
+def _index_command(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``assistant index ARGS`` in-process: exit status, stdout, stderr. It must stop before
+    loading the embedding model (and so before opening the store)."""
+    import assistant.index_service
+    from assistant.cli import main
+
+    def no_model(settings):
+        raise AssertionError("the embedding model was loaded")
+
+    monkeypatch.setattr(assistant.index_service, "make_embedder", no_model)
+    monkeypatch.setattr(sys, "argv", ["assistant", "index", *map(str, args)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return (exited.value.code, *capsys.readouterr())
+
+
+def test_the_index_command_refuses_invalid_rules_and_leaves_the_store(
+    tmp_path, embedder, monkeypatch, capsys
+):
+    from retrieval.retriever import Retriever
+    from retrieval.store import open_client
+
+    docs = _docs(tmp_path)
+    client = open_client(tmp_path / "store")
+    _index(client, embedder, docs)
+    manifest = dict(client.get_collection("docs.manifest").metadata)
+    # would open the HR pages to everyone, were it valid
+    (docs / "access.yaml").write_text('- path: "**"\n  groups: [everyone, "h r"]\n')
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ASSISTANT_ACCESS_FILE", raising=False)
+    code, out, err = _index_command(monkeypatch, capsys, docs, "--store", tmp_path / "store")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: {docs / 'access.yaml'} line 2: group name 'h r' is not")
+    assert dict(client.get_collection("docs.manifest").metadata) == manifest
+    assert not Retriever(client, embedder).readable("hr/salaries.md", EVERYONE)  # old rules
+
+
+def test_the_access_file_setting_is_honoured(tmp_path, monkeypatch, capsys):
+    from assistant.errors import APIError
+    from assistant.index_service import IndexService, access_rules
+    from assistant.settings import load_settings
+
+    docs = _docs(tmp_path)  # its own access.yaml keeps hr/** for group hr
+    elsewhere = tmp_path / "policy" / "corp-access.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('- path: "**"\n  groups: [everyone]\n')
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ASSISTANT_ACCESS_FILE", str(elsewhere))
+    settings = load_settings(docs_dir=docs)
+    assert settings.access_file == elsewhere
+    assert access_rules(settings, [docs]).groups_for("hr/salaries.md") == ("everyone",)
+
+    # a broken file there stops a reindex and the index command, though the docs' own is fine
+    elsewhere.write_text('- path: "**"\n  groups: everyone\n')
+    expected = f"{elsewhere} line 2: 'groups' must be a list such as [hr, it]"
+
+    class NoJobs:
+        def submit(self, *args):
+            raise AssertionError("a job was started")
+
+    with pytest.raises(APIError) as refused:
+        IndexService(settings, None, None, NoJobs()).start_reindex(
+            collection=None, path=None, full=False, dry_run=False
+        )
+    assert (refused.value.status, refused.value.code) == (400, "invalid_access_rules")
+    assert refused.value.message == expected
+    code, out, err = _index_command(monkeypatch, capsys, docs, "--store", tmp_path / "store")
+    assert (code, out, err) == (1, "", f"error: {expected}\n")
+    assert not (tmp_path / "store").exists()

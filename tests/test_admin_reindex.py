@@ -122,6 +122,22 @@ def test_bad_reindex_requests(gateway):
     assert_openai_error(gateway.get("/v1/admin/reindex/nope", headers=ADMIN), 404)
 
 
+def test_an_invalid_access_file_is_a_400_before_any_job_starts(gateway):
+    from tests.test_gateway import assert_openai_error
+
+    (gateway.docs / "access.yaml").write_text('- path: "hr/**"\n  groups: [hr, "fin ance"]\n')
+    before = gateway.get("/v1/admin/index", headers=ADMIN).json()
+    for body in ({}, {"dry_run": True}):
+        err = assert_openai_error(gateway.post("/v1/admin/reindex", headers=ADMIN, json=body), 400)
+        assert err["code"] == "invalid_access_rules"
+        assert err["message"].startswith(f"{gateway.docs / 'access.yaml'} line 2: group name")
+        assert "\n" not in err["message"]
+    # no job was queued, and the index (with the rules in force) is as it was
+    assert gateway.get("/v1/admin/reindex", headers=ADMIN).json()["data"] == []
+    assert gateway.runner.store.latest(10) == []
+    assert gateway.get("/v1/admin/index", headers=ADMIN).json() == before
+
+
 def test_department_collection_from_a_subfolder(gateway):
     (gateway.docs / "hr").mkdir()
     (gateway.docs / "hr" / "payslips.md").write_text("# Payslips\n\nPayslips are in PeopleHub.\n")

@@ -209,35 +209,43 @@ def test_history_lists_opens_renames_and_deletes_conversations(gateway):
 def test_admin_sign_in_overviews_reindex_and_export(gateway, tmp_path):
     g = gateway()
     page = g.page
-    assert page.admin_login("wrong") == (gr.update(visible=False), "Problem: Wrong admin key.", "")
-    assert page.admin_login(" adm ") == (gr.update(visible=True), "Signed in as admin.", "adm")
+    wrong = (gr.update(visible=False), "Problem: Wrong admin key.", "")
+    assert page.admin_login("wrong", request()) == wrong
+    assert page.admin_login(" adm ", request()) == (
+        gr.update(visible=True), "Signed in as admin.", "adm")  # fmt: skip
+    # no key and no one signed in: the Admin tab opening changes nothing, "Sign in" asks
+    assert page.admin_open(request()) == (gr.update(),) * 7
+    assert page.admin_login("", request())[1] == "Problem: Type the admin key."
 
     history, answers, _ = asked(page)[-1]
     page.rate(like(1, False), answers, "Use the kiosk.", request())
-    rows, where, summary, latest = page.refresh("adm")
+    rows, where, summary, latest = page.refresh("adm", request())
     assert rows == [["docs", 3, 12, rows[0][3], "fake-embedder"]] and rows[0][3].startswith("20")
     assert where == f"Docs folder: `{g.docs}`"
     assert summary == "0 liked, 1 disliked (1 corrected)."
     assert latest[0][1:] == ["disliked", QUESTION, history[1]["content"], "Use the kiosk.", MODEL]
-    assert page.refresh("wrong") == ([], *["Problem: this route needs the admin key"] * 2, [])
+    assert page.refresh("wrong", request()) == (
+        [], *["Problem: this route needs the admin key"] * 2, [])  # fmt: skip
 
     upload = tmp_path / "kiosk.md"
     upload.write_text("# Kiosk\n\nThe lobby kiosk reboots at 6am.\n")
     shown: list[str] = []
-    done = page.upload_and_reindex([str(upload)], "adm", lambda _, desc: shown.append(desc))
+    done = page.upload_and_reindex(
+        [str(upload)], "adm", request(), lambda _, desc: shown.append(desc)
+    )
     assert (g.docs / "kiosk.md").read_text() == upload.read_text()
     assert shown == ["Saved kiosk.md; reindexing...", "Reindexing: 1 of 1 files"]
     assert done == ("Reindexed: 1 added, 0 updated, 0 removed, 0 unchanged; 4 chunks in the "
                     "index.\n- skipped scan.pdf: no text")  # fmt: skip
-    assert page.reindex_all("adm", lambda *_, **__: None) == done
-    assert page.reindex_all("wrong", lambda *_, **__: None).startswith("Problem: ")
+    assert page.reindex_all("adm", request(), lambda *_, **__: None) == done
+    assert page.reindex_all("wrong", request(), lambda *_, **__: None).startswith("Problem: ")
 
-    exported = Path(page.export_feedback("adm"))
+    exported = Path(page.export_feedback("adm", request()))
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     exported.unlink()
     assert lines[0]["messages"][-1] == {"role": "assistant", "content": "Use the kiosk."}
     with pytest.raises(gr.Error):
-        page.export_feedback("wrong")
+        page.export_feedback("wrong", request())
 
 
 def test_the_model_picker_and_the_signed_in_line(gateway):
@@ -250,7 +258,7 @@ def test_the_model_picker_and_the_signed_in_line(gateway):
 
     offline = PageController(Client("http://127.0.0.1:9/v1", None), MODEL)
     assert offline.load_models(MODEL, request()) == gr.update(choices=[MODEL], value=MODEL)
-    assert offline.admin_login("adm")[1] == "Problem: The server cannot be reached."
+    assert offline.admin_login("adm", request())[1] == "Problem: The server cannot be reached."
     said = list(offline.ask(QUESTION, [], MODEL, {}, request()))[-1][0][-1]["content"]
     assert said.startswith("The assistant cannot be reached right now.")
 
@@ -279,13 +287,85 @@ def test_with_sign_in_the_page_acts_as_the_person(gateway, tmp_path):
     users.close()
 
 
+def _signed_in(http, name: str, password: str) -> SimpleNamespace:
+    """A ``gr.Request`` of ``name`` signed in on the form (auth=local)."""
+    from assistant.auth import COOKIE
+
+    form = {"username": name, "password": password, "next": "/"}
+    login = TestClient(http.app, follow_redirects=False)
+    return request(login.post("/login", data=form).cookies[COOKIE])
+
+
+NOT_ADMIN = (gr.update(visible=False), "Problem: Your account is not an admin: type the admin key.",
+             "")  # fmt: skip
+AS_ACCOUNT = (gr.update(visible=True), "Signed in as admin with your account.", "")
+
+
+def test_a_signed_in_admin_uses_the_admin_tab_without_the_key(gateway, tmp_path):
+    from assistant.users import UserStore
+
+    users = UserStore(tmp_path / "users.sqlite")
+    users.add("root", ["it"], admin=True, password="root-password")
+    users.add("alice", [], password="alice-password")
+    g = gateway(users=users, auth="local")
+    root = _signed_in(g.http, "root", "root-password")
+    alice = _signed_in(g.http, "alice", "alice-password")
+    page = g.page
+
+    # an admin account: in as the Admin tab opens (with the overviews), or by "Sign in"
+    panel, note, key, rows, where, summary, _ = page.admin_open(root)
+    assert (panel, note, key) == AS_ACCOUNT and rows[0][:3] == ["docs", 3, 12]
+    assert where == f"Docs folder: `{g.docs}`" and summary.endswith("(0 corrected).")
+    assert page.admin_login("", root) == AS_ACCOUNT
+    assert page.refresh("", root)[0] == rows
+    assert page.reindex_all("", root, lambda *_, **__: None).startswith("Reindexed: ")
+    exported = Path(page.export_feedback("", root))
+    assert exported.read_text() == ""
+    exported.unlink()
+
+    # anyone else: the panel stays shut, and the server refuses each admin call
+    assert page.admin_open(alice) == (gr.update(),) * 7
+    assert page.admin_login("", alice) == NOT_ADMIN
+    refused = "Problem: 'alice' is not an admin"
+    assert page.refresh("", alice) == ([], refused, refused, [])
+    assert page.reindex_all("", alice, lambda *_, **__: None) == refused
+    with pytest.raises(gr.Error, match="not an admin"):
+        page.export_feedback("", alice)
+    # the admin key still works, whoever is signed in
+    assert page.admin_login("adm", alice)[:2] == (gr.update(visible=True), "Signed in as admin.")
+    assert page.refresh("adm", alice)[0] == rows
+    users.close()
+
+
+def test_behind_an_auth_proxy_its_admin_group_opens_the_admin_tab(gateway, tmp_path):
+    from assistant.auth import COOKIE
+    from assistant.users import UserStore
+
+    users = UserStore(tmp_path / "users.sqlite")
+    g = gateway(users=users, auth="header", trusted_proxies=["10.0.0.0/24"],
+                auth_admin_group="it-admins")  # fmt: skip
+
+    def through_proxy(name: str, groups: str):
+        proxy = TestClient(g.http.app, client=("10.0.0.9", 4000), follow_redirects=False)
+        page = proxy.get("/", headers={"X-Forwarded-User": name, "X-Forwarded-Groups": groups})
+        return request(page.cookies[COOKIE])  # the session the page's own calls carry
+
+    erin, finn = through_proxy("erin", "hr,it-admins"), through_proxy("finn", "hr")
+    assert g.page.admin_open(erin)[:3] == AS_ACCOUNT
+    assert g.page.refresh("", erin)[0][0][0] == "docs"
+    assert g.page.admin_open(finn) == (gr.update(),) * 7
+    assert g.page.admin_login("", finn) == NOT_ADMIN
+    users.close()
+
+
 def test_the_page_hands_gradio_the_controllers_methods_with_what_they_need():
     from gradio.helpers import special_args
 
     page = build_page("http://127.0.0.1:9/v1", MODEL)
     fns = {f.api_name: f for f in page.fns.values()}
     for name in ("ask", "retry", "rate", "list_history", "open_conversation",
-                 "rename_conversation", "delete_conversation", "admin_login", "refresh",
+                 "rename_conversation", "delete_conversation", "admin_login", "admin_open",
+                 "refresh",
                  "upload_and_reindex", "reindex_all", "export_feedback", "load_models", "whoami",
                  "clear"):  # fmt: skip
         assert isinstance(fns[name].fn.__self__, PageController), name
@@ -299,5 +379,9 @@ def test_the_page_hands_gradio_the_controllers_methods_with_what_they_need():
     assert isinstance(filled[0], gr.LikeData) and filled[0].index == 1
     assert fns["rate"].collects_event_data
     assert fns["upload_and_reindex"].tracks_progress and fns["reindex_all"].tracks_progress
-    for name in ("list_history", "whoami"):
+    for name in ("list_history", "whoami", "admin_open"):
         assert special_args(fns[name].fn, [], request=marker)[0] == [marker], name
+    for name in ("admin_login", "refresh", "export_feedback"):  # the admin acts as the person
+        assert special_args(fns[name].fn, ["k"], request=marker)[0] == ["k", marker], name
+    filled = special_args(fns["reindex_all"].fn, ["k"], request=marker)[0]
+    assert filled[:2] == ["k", marker] and isinstance(filled[2], gr.Progress)

@@ -12,7 +12,7 @@ from assistant.docs_service import safe_name
 from assistant.errors import APIError
 from assistant.settings import load_settings
 from finetune.feedback import FeedbackStore
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeIndex, FakeUpstream
 from tests.test_gateway import assert_openai_error
 
 ADMIN = {"Authorization": "Bearer adm"}
@@ -31,10 +31,18 @@ def setup(tmp_path):
     return tmp_path, docs, store
 
 
-def make(setup, **overrides):
+def make(setup, index=None, **overrides):
     home, docs, store = setup
     settings = load_settings(home=home, docs_dir=docs, admin_key="adm", **overrides)
-    return TestClient(create_app(settings, upstream=FakeUpstream(), feedback_store=store))
+    app = create_app(settings, upstream=FakeUpstream(), index=index, feedback_store=store)
+    return TestClient(app)
+
+
+def knowing(*sources: str) -> FakeIndex:
+    """An index that has ``sources`` indexed, readable by everyone."""
+    from retrieval.retriever import Hit
+
+    return FakeIndex(hits=[Hit(1, s, s, "", None, 0.5, "") for s in sources])
 
 
 def ask(http, question="How do I map the S: drive? Call me on +44 20 7946 0958", **kw):
@@ -133,18 +141,21 @@ def test_bad_feedback_is_a_400(setup, body):
 
 
 def test_cited_documents_are_served_read_only_inside_the_docs_root(setup):
-    with make(setup) as http:
+    # an index that claims every name, so the docs folder's own rules decide
+    claimed = knowing("network-drives.md", "it/vpn.md", "../secret.txt", "link.md", "nope.md", "it")
+    with make(setup, index=claimed) as http:
         resp = http.get("/v1/sources/network-drives.md")
         assert resp.status_code == 200 and "Fenn Drive Mapper" in resp.text
         assert resp.headers["content-type"].startswith("text/plain")
         assert http.get("/v1/sources/it/vpn.md").status_code == 200
         for bad in ("../secret.txt", "..%2Fsecret.txt", "link.md", "nope.md", "it"):
             assert_openai_error(http.get(f"/v1/sources/{bad}"), 404)
+            assert_openai_error(http.get(f"/v1/sources/{bad}", headers=ADMIN), 404)
         assert http.post("/v1/sources/network-drives.md").status_code == 405
 
 
 def test_cited_documents_want_a_key_or_a_signed_link_when_keys_are_set(setup):
-    with make(setup, api_keys=["k1"]) as http:
+    with make(setup, knowing("network-drives.md", "it/vpn.md"), api_keys=["k1"]) as http:
         assert_openai_error(http.get("/v1/sources/network-drives.md"), 401)
         # no keys in URLs: they end up in browser history and access logs
         assert_openai_error(http.get("/v1/sources/network-drives.md?key=k1"), 401)

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from assistant.app import create_app
 from assistant.settings import load_settings
 from retrieval.indexer import IndexReport, scan
-from tests.fakes import FakeUpstream
+from retrieval.retriever import Hit
+from tests.fakes import FakeIndex, FakeUpstream
 
 ADMIN = {"Authorization": "Bearer adm"}
 
@@ -45,7 +46,9 @@ def test_sources_serve_exactly_what_the_indexer_would_index(docs, tmp_path):
         "access.yaml", "notes.yaml", "script.sh", "alias/vpn.md", "out.md", "missing.md",
         "it/%2e%2e/guide.md", "it/%2e%2e/.hidden.md", "drafts/%2e%2e/%2e%2e/outside.md",
     ]  # fmt: skip
-    with TestClient(create_app(settings, upstream=FakeUpstream())) as http:
+    claimed = FakeIndex(hits=[Hit(1, path, path, "", None, 0.5, "") for path in candidates])
+    app = create_app(settings, upstream=FakeUpstream(), index=claimed)  # says yes to every name
+    with TestClient(app) as http:
         for headers in ({}, ADMIN):
             served = {
                 path
@@ -69,3 +72,20 @@ def test_the_rule_on_names_as_cited(docs):
     assert indexed_path(docs, "it/./vpn.md") == docs / "it" / "vpn.md"
     for name in ("", "/etc/passwd", "it/../guide.md", "..", ".hidden.md", "alias/vpn.md", "it"):
         assert indexed_path(docs, name) is None, name
+
+
+def test_without_an_index_only_admins_open_documents(docs, tmp_path):
+    """No index, no permissions to go by: everyone else gets the 404 of a missing file."""
+    settings = load_settings(
+        home=tmp_path / "home", docs_dir=docs, admin_key="adm", api_keys=["k1"]
+    )
+    with TestClient(create_app(settings, upstream=FakeUpstream())) as http:
+        service = {"Authorization": "Bearer k1"}
+        hidden = http.get("/v1/sources/guide.md", headers=service)
+        missing = http.get("/v1/sources/missing.md", headers=service)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json() == missing.json()
+        assert hidden.json()["error"]["code"] == "document_not_found"
+        assert http.get("/v1/sources/guide.md", headers=ADMIN).status_code == 200
+        # a link the server signed when it cited the document still opens it
+        assert http.get(http.app.state.links.url("guide.md")).status_code == 200

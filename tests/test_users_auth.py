@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -63,6 +64,51 @@ def test_wrong_passwords_lock_the_account(users):
     assert users.verify_password("dana", "s3cret-enough").name == "dana"
 
 
+def test_wrong_tries_at_the_same_moment_each_count(users, monkeypatch):
+    """Tries that all read the old count before any of them writes still add one each."""
+    import threading
+
+    from argon2.exceptions import VerifyMismatchError
+
+    import assistant.users
+
+    users.add("dana", ["it"], password="s3cret-enough")
+    together = threading.Barrier(users.max_failures)
+
+    class Wrong:  # a hasher that fails each try once every try is past its read
+        def verify(self, hashed, password):
+            together.wait(timeout=10)
+            raise VerifyMismatchError
+
+    monkeypatch.setattr(assistant.users, "_hasher", Wrong)
+    tries = [
+        threading.Thread(target=users.verify_password, args=("dana", "wrong-password"))
+        for _ in range(users.max_failures)
+    ]
+    for thread in tries:
+        thread.start()
+    for thread in tries:
+        thread.join()
+    monkeypatch.undo()
+    assert users.verify_password("dana", "s3cret-enough") is None  # locked
+
+
+def test_the_lock_out_rules_come_from_the_settings(tmp_path):
+    from assistant.settings import load_settings
+
+    settings = load_settings(home=tmp_path, login_max_failures=2, login_lockout_s=30)
+    store = UserStore.from_settings(settings)
+    assert (store.path, store.max_failures, store.lockout_s) == (settings.users_path, 2, 30)
+    store.add("erin", [], password="erins-password")
+
+    def locked_for() -> float:
+        return store._read.execute("SELECT locked_until FROM users").fetchone()[0] - time.time()
+
+    assert store.verify_password("erin", "wrong-password") is None and locked_for() < 0
+    assert store.verify_password("erin", "wrong-password") is None and 25 < locked_for() <= 30
+    store.close()
+
+
 def test_header_auth_believes_only_trusted_proxies():
     auth = Authenticator(mode="header", trusted_proxies=["10.0.0.0/24"], admin_group="it-admins")
     headers = {"x-forwarded-user": "erin", "x-forwarded-groups": "hr, it-admins"}
@@ -106,6 +152,9 @@ def test_users_and_keys_commands(tmp_path):
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout.splitlines()[-1]) == {
         "user": "alice", "groups": ["hr"], "admin": False, "password": True}  # fmt: skip
+    root = _cli(tmp_path, "users", "add", "root", "--group", "it", "--admin", "--password-stdin",
+                stdin="root password\n")  # fmt: skip
+    assert root.returncode == 0, root.stderr
     made = _cli(tmp_path, "keys", "create", "--user", "alice", "--label", "bot")
     assert made.returncode == 0 and "not shown again" in made.stderr
     key = made.stdout.strip().splitlines()[-1]
@@ -114,13 +163,30 @@ def test_users_and_keys_commands(tmp_path):
     listed = _cli(tmp_path, "keys", "list")
     assert key[-4:] in listed.stdout and key not in listed.stdout and "bot" in listed.stdout
     users = json.loads(_cli(tmp_path, "users", "list", "--json").stdout.splitlines()[-1])
-    assert users["users"][0]["name"] == "alice" and users["users"][0]["keys"] == 1
+    alice, root = users["users"]
+    assert alice["name"] == "alice" and alice["keys"] == 1 and not alice["admin"]
+    assert root["name"] == "root" and root["admin"] and root["groups"] == ["it"]
+    assert store.verify_password("root", "root password").admin
     twice = _cli(tmp_path, "users", "add", "alice", "--group", "hr")
     assert twice.returncode == 1 and twice.stderr.strip() == "error: user 'alice' already exists"
     bad = _cli(tmp_path, "users", "add", "bob", "--group", "fin ance")
     assert bad.returncode == 1 and "not a usable group name" in bad.stderr
     nobody = _cli(tmp_path, "keys", "create", "--user", "ghost")
     assert nobody.returncode == 1 and "no user 'ghost'" in nobody.stderr
+
+    key_id = made.stderr.split()[1]  # "key 1 for 'alice' ..."
+    revoked = _cli(tmp_path, "keys", "revoke", key_id)
+    assert revoked.returncode == 0 and revoked.stdout.strip() == f"revoked key {key_id}"
+    from assistant.app import create_app
+    from assistant.settings import load_settings
+    from tests.fakes import FakeUpstream
+
+    app = create_app(load_settings(home=tmp_path), upstream=FakeUpstream(), users=store)
+    with TestClient(app) as http:
+        refused = http.get("/v1/me", headers={"Authorization": f"Bearer {key}"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    again = _cli(tmp_path, "keys", "revoke", key_id)
+    assert again.returncode == 1 and again.stderr == f"error: no live key with id {key_id}\n"
     assert _cli(tmp_path, "users", "remove", "alice").returncode == 0
     assert store.user_for_key(key) is None
 

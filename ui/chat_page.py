@@ -3,8 +3,9 @@
 For employees: streaming answers with the sources under each one, a plain notice and the
 escalation text when the docs do not cover the question, like/dislike with an optional
 correction, stop/retry/clear, and a model picker (base model and adapters).
-For IT admins (behind the admin key): upload documents and reindex with progress, the
-index overview, and the feedback overview with an export as training data.
+For IT admins (signed in with an admin account, or with the admin key): upload documents
+and reindex with progress, the index overview, and the feedback overview with an export as
+training data.
 
 This module is the layout and its wiring; what each event does is ``PageController``
 (``ui.controller``), over ``Client``. It imports nothing from ``assistant``: everything
@@ -141,11 +142,14 @@ def build_page(
                     ctl.list_history, None, [past, history_status]
                 )
 
-            with gr.Tab("Admin", id="admin"):
-                admin_key = gr.State("")
+            with gr.Tab("Admin", id="admin") as admin_tab:
+                admin_key = gr.State("")  # "": act as the signed-in person (an admin account)
                 with gr.Row():
                     key_box = gr.Textbox(
-                        label="Admin key", type="password", elem_id="admin-key", scale=3
+                        label="Admin key (not needed when signed in with an admin account)",
+                        type="password",
+                        elem_id="admin-key",
+                        scale=3,
                     )
                     login = gr.Button("Sign in", elem_id="admin-login", scale=1)
                 login_status = gr.Markdown(elem_id="admin-status")
@@ -184,6 +188,9 @@ def build_page(
                     export_file = gr.File(label="Training data (JSONL)", interactive=False)
 
                 admin_outputs = [overview, docs_dir, feedback_summary, latest]
+                admin_tab.select(
+                    ctl.admin_open, None, [panel, login_status, admin_key, *admin_outputs]
+                )
                 login.click(ctl.admin_login, key_box, [panel, login_status, admin_key]).then(
                     ctl.refresh, admin_key, admin_outputs
                 )

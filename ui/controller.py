@@ -388,22 +388,48 @@ class PageController:
         return "Deleted for good."
 
     # --- admin -----------------------------------------------------------------------
-    def admin_login(self, key: str):
-        """Check the admin key; outputs: the admin panel, a note, the key kept for later."""
+    # Each admin call goes with the admin key the person typed or, with none, as the
+    # signed-in person (their session): an admin account needs no key, others are refused.
+    def admin_login(self, key: str, request: gr.Request):
+        """Check the admin key, or with none typed, that the signed-in person is an admin;
+        outputs: the admin panel, a note, the key kept for later ("": the session's)."""
         key = (key or "").strip()
+        session = session_of(request)
         try:
-            self.client.request("GET", "/admin/index", key)
+            self.client.request("GET", "/admin/index", key, session=session)
         except PageError as exc:
-            message = "Wrong admin key." if exc.status in {401, 403} else str(exc)
+            if exc.status not in {401, 403}:
+                message = str(exc)
+            elif key:
+                message = "Wrong admin key."
+            elif session and exc.status == 403:
+                message = "Your account is not an admin: type the admin key."
+            else:
+                message = "Type the admin key."
             return gr.update(visible=False), f"Problem: {message}", ""
         except Exception:
             return gr.update(visible=False), "Problem: The server cannot be reached.", ""
-        return gr.update(visible=True), "Signed in as admin.", key
+        if key:
+            return gr.update(visible=True), "Signed in as admin.", key
+        return gr.update(visible=True), "Signed in as admin with your account.", ""
 
-    def index_overview(self, key: str):
+    def admin_open(self, request: gr.Request):
+        """When the Admin tab opens: a signed-in admin is let straight in (the panel, a note,
+        no key, and the overviews as ``refresh``); nothing changes for anyone else."""
+        same = (gr.update(),) * 7
+        if not session_of(request):
+            return same
+        panel, note, key = self.admin_login("", request)
+        if not panel.get("visible"):
+            return same
+        return (panel, note, key, *self.refresh(key, request))
+
+    def index_overview(self, key: str, request: gr.Request):
         """The index table's rows, and where the docs folder is."""
         try:
-            data = self.client.request("GET", "/admin/index", key).json()
+            data = self.client.request(
+                "GET", "/admin/index", key, session=session_of(request)
+            ).json()
         except PageError as exc:
             return [], f"Problem: {exc}"
         rows = [
@@ -418,9 +444,10 @@ class PageController:
         ]
         return rows, f"Docs folder: `{data['docs_dir']}`"
 
-    def upload_and_reindex(self, files, key: str, progress=gr.Progress()):
+    def upload_and_reindex(self, files, key: str, request: gr.Request, progress=gr.Progress()):
         """Upload ``files`` (if any) into the docs folder, reindex, report the counts."""
         client = self.client
+        session = session_of(request)
         try:
             if files:
                 payload = []
@@ -428,11 +455,16 @@ class PageController:
                     path = f if isinstance(f, str) else f.name
                     with open(path, "rb") as fh:
                         payload.append(("files", (path.rsplit("/", 1)[-1], fh.read())))
-                saved = client.request("POST", "/admin/docs", key, files=payload).json()["saved"]
+                saved = client.request(
+                    "POST", "/admin/docs", key, session=session, files=payload
+                ).json()["saved"]
                 progress(0, desc=f"Saved {', '.join(saved)}; reindexing...")
-            job = client.request("POST", "/admin/reindex", key, json={}).json()["job"]
+            job = client.request("POST", "/admin/reindex", key, session=session, json={})
+            job_id = job.json()["job"]
             while True:
-                state = client.request("GET", f"/admin/reindex/{job}", key).json()
+                state = client.request(
+                    "GET", f"/admin/reindex/{job_id}", key, session=session
+                ).json()
                 done = state["progress"].get("files_done", 0)
                 total = state["progress"].get("files_total", 0)
                 if total:
@@ -452,14 +484,16 @@ class PageController:
             f"{c['unchanged']} unchanged; {c['chunks']} chunks in the index." + note
         )
 
-    def reindex_all(self, key: str, progress=gr.Progress()):
+    def reindex_all(self, key: str, request: gr.Request, progress=gr.Progress()):
         """Reindex the whole docs folder, uploading nothing."""
-        return self.upload_and_reindex(None, key, progress)
+        return self.upload_and_reindex(None, key, request, progress)
 
-    def feedback_overview(self, key: str):
+    def feedback_overview(self, key: str, request: gr.Request):
         """The feedback summary line, and the latest ratings' rows."""
         try:
-            data = self.client.request("GET", "/admin/feedback", key).json()
+            data = self.client.request(
+                "GET", "/admin/feedback", key, session=session_of(request)
+            ).json()
         except PageError as exc:
             return f"Problem: {exc}", []
         c = data["counts"]
@@ -477,16 +511,18 @@ class PageController:
         summary = f"{c['liked']} liked, {c['disliked']} disliked ({c['corrected']} corrected)."
         return summary, rows
 
-    def refresh(self, key: str):
+    def refresh(self, key: str, request: gr.Request):
         """The admin panel's overviews: index rows, docs folder, feedback summary and rows."""
-        rows, where = self.index_overview(key)
-        summary, latest = self.feedback_overview(key)
+        rows, where = self.index_overview(key, request)
+        summary, latest = self.feedback_overview(key, request)
         return rows, where, summary, latest
 
-    def export_feedback(self, key: str):
+    def export_feedback(self, key: str, request: gr.Request):
         """The feedback as training data (JSONL), in a file for Gradio to offer."""
         try:
-            body = self.client.request("GET", "/admin/feedback/export", key).text
+            body = self.client.request(
+                "GET", "/admin/feedback/export", key, session=session_of(request)
+            ).text
         except PageError as exc:
             raise gr.Error(str(exc)) from None
         out = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed to Gradio as a download
