@@ -18,6 +18,9 @@ from assistant.chat_service import ChatService, ModelCatalog
 from assistant.docs_service import DocsService
 from assistant.embedding_service import EmbeddingService
 from assistant.errors import APIError
+from assistant.escalation_service import EscalationService
+from assistant.escalation_store import EscalationStore
+from assistant.escalation_worker import EscalationWorker, register_metrics
 from assistant.feedback_service import FeedbackService
 from assistant.grounder import Grounder
 from assistant.grounding import Index, PromptBuilder
@@ -27,6 +30,7 @@ from assistant.query_expansion import HydeExpander
 from assistant.schemas import TOO_DEEP
 from assistant.settings import Settings
 from assistant.signing import SourceLinks, load_secret
+from assistant.tickets import Connector, build_connectors
 from assistant.upstream import Upstream
 from assistant.users import UserStore
 from retrieval.access import EVERYONE
@@ -48,6 +52,8 @@ def create_app(
     answers: AnswerLog | None = None,
     secret: bytes | None = None,
     login_delay_s: float = 1.0,
+    escalation_store: EscalationStore | None = None,
+    ticket_connectors: Sequence[Connector] | None = None,
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """Wire the gateway.
@@ -62,18 +68,25 @@ def create_app(
     was answered to whom, which feedback must point at;
     ``secret`` signs session cookies and source links (default: ``secret_key``, else
     HOME/secret.key); ``login_delay_s`` is the pause after a wrong password.
+    ``escalation_store`` (default HOME/escalations.sqlite) is the ticket outbox, delivered
+    to ``ticket_connectors`` (default: those the settings name, checked here, so a template
+    that does not render stops the start) by a worker thread that runs with the app.
     ``on_shutdown`` runs when the server stops (uvicorn re-raises SIGTERM after its own
     shutdown, so code after ``uvicorn.run`` is not a safe place for cleanup).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.escalation_worker.start()  # delivers what is queued, from before too
         yield
+        await asyncio.to_thread(app.state.escalation_worker.stop)
         await upstream.aclose()
         await asyncio.to_thread(app.state.answers.flush)  # answers still being written
         for stop in on_shutdown:
             await asyncio.to_thread(stop)
 
+    if ticket_connectors is None:
+        ticket_connectors = build_connectors(settings)
     app = FastAPI(
         title="Help-desk assistant",
         description="OpenAI-compatible API grounded in the company's docs.",
@@ -112,9 +125,26 @@ def create_app(
     )
     app.state.grounder = grounder
     app.state.chat = ChatService(upstream, ModelCatalog(upstream), grounder, metrics, answers)
+    outbox = escalation_store or EscalationStore(settings.escalations_path)
+    worker = app.state.escalation_worker = EscalationWorker(
+        outbox,
+        ticket_connectors,
+        retry_initial_s=settings.escalation_retry_initial_s,
+        retry_max_s=settings.escalation_retry_max_s,
+        give_up_s=settings.escalation_give_up_s,
+        observe=register_metrics(metrics.registry, outbox),
+    )
+    app.state.escalations = EscalationService(
+        outbox,
+        answers,
+        [c.name for c in ticket_connectors],
+        model=settings.model_name,
+        public_url=settings.public_url,
+        wake=worker.notify,
+    )
 
     from assistant.limits import Limits, ReleaseSlots, admit
-    from assistant.routes import admin, health, history, login, openai, pages
+    from assistant.routes import admin, escalations, health, history, login, openai, pages
     from assistant.routes.login import set_session_cookie
     from assistant.routes.openai import client_host
 
@@ -127,6 +157,8 @@ def create_app(
     app.include_router(login.router)
     app.include_router(history.router)
     app.include_router(admin.router)
+    app.include_router(escalations.router)
+    app.include_router(escalations.admin)
     app.include_router(health.router)
 
     app.add_middleware(RequestMetrics, metrics=metrics)

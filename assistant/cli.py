@@ -321,7 +321,8 @@ def show_config(config: Path | None = ConfigOpt) -> None:
     settings = load(config)
     for name, info in type(settings).model_fields.items():
         value = getattr(settings, name)
-        if name in {"admin_key", "api_keys", "secret_key", "oidc_client_secret"} and value:
+        hidden = name.endswith(("_secret", "_password", "_token"))
+        if (hidden or name in {"admin_key", "api_keys", "secret_key"}) and value:
             value = "***"
         typer.echo(f"{name} = {value!r}\n    ASSISTANT_{name.upper()}: {info.description}")
 

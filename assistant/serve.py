@@ -44,6 +44,11 @@ def check_auth(settings: Settings, *, log=print) -> None:
 def run_server(settings: Settings, *, log=print) -> None:
     check_auth(settings, log=log)
     check_port_free(settings.host, settings.port)
+    from assistant.tickets import build_connectors
+
+    # before vLLM starts: a ticket connector without its settings, or a template that does
+    # not render, fails in a second
+    connectors = build_connectors(settings)
     if not settings.llm_urls and settings.model is None and not settings.demo_model_dir.is_dir():
         raise UserError(
             f"no model configured and no demo model in '{settings.demo_model_dir}'; run "
@@ -79,6 +84,7 @@ def run_server(settings: Settings, *, log=print) -> None:
         upstream = HttpUpstream(
             [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
         )
+    from assistant.escalation_store import EscalationStore
     from assistant.index_service import IndexService, make_embedder
     from assistant.jobs import JobRunner, JobStore
     from assistant.users import UserStore
@@ -98,6 +104,8 @@ def run_server(settings: Settings, *, log=print) -> None:
         index_service=IndexService(settings, client, embedder, runner),
         feedback_store=FeedbackStore(settings.feedback_path),
         users=UserStore.from_settings(settings),
+        escalation_store=EscalationStore(settings.escalations_path),
+        ticket_connectors=connectors,
         on_shutdown=stops,
     )
     base = f"http://{url_host(settings.host)}:{settings.port}"

@@ -21,6 +21,7 @@ from schemathesis import GenerationMode
 
 from assistant.app import create_app
 from assistant.embedding_service import EmbeddingRequest
+from assistant.escalation_service import EscalationRequest
 from assistant.feedback_service import FeedbackRequest
 from assistant.index_service import IndexService
 from assistant.jobs import JobRunner, JobStore
@@ -79,6 +80,8 @@ def build_gateway(tmp, auth: str) -> SimpleNamespace:
     overrides = {"api_keys": [SERVICE_KEY]} if auth == "none" else {}
     if auth == "local":  # with (generous) limits, so their code is fuzzed too
         overrides.update(rate_limit_per_minute=100_000, max_concurrent_per_key=4)
+    # tickets go to a port nobody listens on: queued and retried, never a 5xx to the caller
+    overrides["escalation_webhook_url"] = "http://127.0.0.1:9/tickets"
     config = load_settings(
         home=tmp / "home", docs_dir=docs, admin_key=ADMIN_KEY, auth=auth, **overrides
     )
@@ -116,7 +119,7 @@ def build_gateway(tmp, auth: str) -> SimpleNamespace:
 
 def documented(app) -> dict:
     """The app's OpenAPI schema, plus the bodies of the routes that read their body raw
-    (the OpenAI ones and feedback), so the fuzzer sends those too."""
+    (the OpenAI ones, feedback and escalations), so the fuzzer sends those too."""
     schema = app.openapi()
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for path, model in {
@@ -124,6 +127,7 @@ def documented(app) -> dict:
         "/v1/completions": CompletionRequest,
         "/v1/embeddings": EmbeddingRequest,
         "/v1/feedback": FeedbackRequest,
+        "/v1/escalations": EscalationRequest,
     }.items():
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))

@@ -1,0 +1,179 @@
+"""The escalation outbox: every ticket asked for, kept in SQLite before the request returns.
+
+A row holds the whole ticket (transcript, sources, user, model, links) as JSON, its state
+(``queued`` until every connector has it, then ``sent``; ``failed`` once a connector gave
+up), what each connector answered, and when the worker tries next. Rows still ``queued``
+when the server dies are picked up at the next start (``EscalationWorker``), so nothing
+asked for is lost; each row's idempotency key is sent with every attempt, so a receiver
+that honours it makes one ticket however often a delivery is retried.
+
+Writes are ``synchronous=FULL``: a 201 means the row is on disk, power cut included.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS escalations (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    state TEXT NOT NULL,                  -- queued | sent | failed
+    ticket TEXT NOT NULL,                 -- JSON: what the connectors render
+    idempotency_key TEXT NOT NULL,
+    connectors TEXT NOT NULL,             -- JSON list: where it must go, in order
+    deliveries TEXT NOT NULL DEFAULT '{}',-- JSON: {connector: {"state", "reference", "reason"}}
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    reason TEXT                           -- why it failed, or the last retryable error
+);
+CREATE INDEX IF NOT EXISTS escalations_due ON escalations (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS escalations_user ON escalations (user, created_at);
+"""
+
+STATES = ("queued", "sent", "failed")
+_COLUMNS = (
+    "id, user, created_at, updated_at, state, ticket, idempotency_key, connectors, "
+    "deliveries, attempts, next_attempt_at, reason"
+)
+
+
+def _row(row: tuple) -> dict:
+    data = dict(zip(_COLUMNS.split(", "), row, strict=True))
+    for key in ("ticket", "connectors", "deliveries"):
+        data[key] = json.loads(data[key])
+    return data
+
+
+class EscalationStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE: other processes wait)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _exec(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    @staticmethod
+    def new_id() -> str:
+        return "esc-" + secrets.token_hex(8)
+
+    def add(self, ticket: dict, user: str, connectors: list[str]) -> dict:
+        """Keep a new escalation (state ``queued``, due now); ``ticket["id"]`` is its id."""
+        now = time.time()
+        key = ticket.get("idempotency_key") or secrets.token_hex(16)
+        self._exec(
+            f"INSERT INTO escalations ({_COLUMNS}) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, '{{}}', "
+            "0, ?, NULL)",
+            (ticket["id"], user, now, now, json.dumps(ticket), key, json.dumps(connectors), now),
+        )
+        return self.get(ticket["id"])  # type: ignore[return-value]
+
+    def get(self, escalation: str, user: str | None = None) -> dict | None:
+        """The escalation, if it is ``user``'s (any user's with ``None``)."""
+        rows = self._exec(f"SELECT {_COLUMNS} FROM escalations WHERE id = ?", (escalation,))
+        if not rows or (user is not None and rows[0][1] != user):
+            return None
+        return _row(rows[0])
+
+    def listing(self, state: str | None = None, limit: int = 50) -> list[dict]:
+        where, args = ("WHERE state = ?", (state,)) if state else ("", ())
+        rows = self._exec(
+            f"SELECT {_COLUMNS} FROM escalations {where} ORDER BY created_at DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [_row(r) for r in rows]
+
+    def claim(self, limit: int = 10, lease_s: float = 600.0) -> list[dict]:
+        """Queued escalations whose next attempt is due, oldest first, each leased for
+        ``lease_s`` (its next attempt moved that far on) in one write transaction, so two
+        gateway processes sharing HOME never deliver the same one at once. The worker sets
+        the real next attempt when it is done; a lease left by a killed process runs out
+        (or ``make_all_due`` ends it at the next start)."""
+        now = time.time()
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM escalations WHERE state = 'queued' "
+                "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE escalations SET next_attempt_at = ? WHERE id = ?",
+                [(now + lease_s, row[0]) for row in rows],
+            )
+        return [_row(r) for r in rows]
+
+    def next_due_at(self) -> float | None:
+        rows = self._exec("SELECT MIN(next_attempt_at) FROM escalations WHERE state = 'queued'")
+        return rows[0][0] if rows else None
+
+    def make_all_due(self) -> int:
+        """At start-up: every queued escalation is tried again now."""
+        now = time.time()
+        with self._lock:
+            return self._db.execute(
+                "UPDATE escalations SET next_attempt_at = ? WHERE state = 'queued' "
+                "AND next_attempt_at > ?",
+                (now, now),
+            ).rowcount
+
+    def record_delivery(self, escalation: str, connector: str, result: dict) -> None:
+        """What one connector did, kept at once (a delivered connector is never sent again)."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT deliveries FROM escalations WHERE id = ?", (escalation,)
+            ).fetchone()
+            deliveries = json.loads(row[0]) if row else {}
+            deliveries[connector] = result
+            db.execute(
+                "UPDATE escalations SET deliveries = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(deliveries), time.time(), escalation),
+            )
+
+    def finish(self, escalation: str, state: str, attempts: int, reason: str | None) -> None:
+        self._exec(
+            "UPDATE escalations SET state = ?, attempts = ?, reason = ?, updated_at = ? "
+            "WHERE id = ?",
+            (state, attempts, reason, time.time(), escalation),
+        )
+
+    def retry_later(self, escalation: str, attempts: int, at: float, reason: str) -> None:
+        self._exec(
+            "UPDATE escalations SET attempts = ?, next_attempt_at = ?, reason = ?, "
+            "updated_at = ? WHERE id = ?",
+            (attempts, at, reason, time.time(), escalation),
+        )
+
+    def counts(self) -> dict[str, int]:
+        found = dict(self._exec("SELECT state, COUNT(*) FROM escalations GROUP BY state"))
+        return {state: int(found.get(state, 0)) for state in STATES}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
