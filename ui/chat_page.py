@@ -1,8 +1,9 @@
 """The chat page: a Gradio Blocks client of the gateway's own HTTP API.
 
-For employees: streaming answers with the sources under each one, a plain notice and the
-escalation text when the docs do not cover the question, like/dislike with an optional
-correction, stop/retry/clear, and a model picker (base model and adapters).
+For employees: streaming answers with the sources under each one, a plain notice when the
+docs do not cover the question, "Open a ticket" under every answer (open, above the other
+actions, when the docs do not cover it or the answer is disliked), like/dislike with an
+optional correction, stop/retry/clear, and a model picker (base model and adapters).
 For IT admins (signed in with an admin account, or with the admin key): upload documents
 and reindex with progress, the index overview, and the feedback overview with an export as
 training data.
@@ -97,9 +98,36 @@ def build_page(
                     submit_btn=True,
                     stop_btn=True,
                 )
+                # the ticket action, opened first when the docs did not cover an answer
+                with gr.Column(visible=False, elem_id="ticket-panel") as ticket_panel:
+                    ticket_lead = gr.Markdown(elem_id="ticket-lead")
+                    with gr.Row(equal_height=True):
+                        summary = gr.Textbox(
+                            label="Summary (optional: your first question otherwise)",
+                            max_length=500,
+                            elem_id="ticket-summary",
+                            scale=3,
+                        )
+                        priority = gr.Radio(
+                            ["low", "normal", "high"],
+                            value="normal",
+                            label="Priority",
+                            elem_id="ticket-priority",
+                            scale=2,
+                        )
+                    with gr.Row():
+                        send_btn = gr.Button(
+                            "Send to the Service Desk", variant="primary", elem_id="ticket-send"
+                        )
+                        refresh_ticket = gr.Button(
+                            "Refresh", size="sm", visible=False, elem_id="ticket-refresh"
+                        )
+                    ticket_status = gr.Markdown(elem_id="ticket-status")
+                    ticket = gr.State("")  # the ticket's id, once opened
                 with gr.Row():
                     retry_btn = gr.Button("Retry", size="sm", elem_id="retry")
                     clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
+                    ticket_btn = gr.Button("Open a ticket", size="sm", elem_id="ticket-offer")
                 with gr.Accordion("Correct a wrong answer", open=False):
                     correction = gr.Textbox(
                         label="What should the answer have said? "
@@ -114,9 +142,24 @@ def build_page(
                     ctl.ask, [question, chatbot, picker, answers], [chatbot, answers, question]
                 )
                 question.stop(None, cancels=[asked])
-                retry_btn.click(ctl.retry, [chatbot, picker, answers], [chatbot, answers, question])
-                clear_btn.click(ctl.clear, None, [chatbot, answers, feedback_status])
+                tickets = ctl.tickets
+                offer = [ticket_panel, ticket_lead, send_btn, ticket_status, refresh_ticket, ticket]
+                asked.then(tickets.offer_ticket, chatbot, offer)
+                retry_btn.click(
+                    ctl.retry, [chatbot, picker, answers], [chatbot, answers, question]
+                ).then(tickets.offer_ticket, chatbot, offer)
+                clear_btn.click(ctl.clear, None, [chatbot, answers, feedback_status]).then(
+                    tickets.reset_ticket, None, offer
+                )
                 chatbot.like(ctl.rate, [answers, correction], feedback_status)
+                chatbot.like(tickets.ticket_after_rating, None, offer)
+                ticket_btn.click(tickets.show_ticket, None, offer)
+                send_btn.click(
+                    tickets.open_ticket,
+                    [chatbot, answers, summary, priority],
+                    [ticket_status, send_btn, refresh_ticket, ticket],
+                )
+                refresh_ticket.click(tickets.refresh_ticket, ticket, ticket_status)
 
             with gr.Tab("History", id="history") as history_tab:
                 with gr.Row(equal_height=True):
@@ -134,7 +177,7 @@ def build_page(
                 history_tab.select(ctl.list_history, None, [past, history_status])
                 open_btn.click(
                     ctl.open_conversation, past, [chatbot, answers, history_status, tabs]
-                )
+                ).then(tickets.reset_ticket, None, offer)
                 rename_btn.click(ctl.rename_conversation, [past, new_title], history_status).then(
                     ctl.list_history, None, [past, history_status]
                 )

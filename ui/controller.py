@@ -1,8 +1,9 @@
 """What the chat page does, over the gateway's HTTP API: ``PageController``.
 
-One method per event of the page (ask, retry, rate, the history and admin actions...):
-each takes the event's inputs and returns (or yields) its outputs as Gradio values and
-updates, so the page's behaviour can be driven without a browser, against any ``Client``.
+One method per event of the page (ask, retry, rate, the history and admin actions...; the
+"Open a ticket" action's are ``ui.tickets.Tickets``, as ``PageController.tickets``): each
+takes the event's inputs and returns (or yields) its outputs as Gradio values and updates,
+so the page's behaviour can be driven without a browser, against any ``Client``.
 ``Client`` is the gateway as the page sees it; the helpers below are pure.
 
 Like the page, it imports nothing from ``assistant``: everything goes over HTTP.
@@ -26,6 +27,11 @@ ESCALATION = (
     "- the exact error message or code (for example TP-204), and when it started;\n"
     "- what you have already tried.\n\n"
     "Your question, to copy into the ticket:\n\n> {question}"
+)  # when no ticket system is configured; otherwise the page opens the ticket (ui.tickets)
+NOT_COVERED_TITLE = "Not covered by the documentation"
+NOT_COVERED = (
+    "The IT documentation does not cover this, so the answer above may be incomplete. "
+    "**Open a ticket** below: a person from the Service Desk gets this conversation."
 )
 SOURCES_TITLE = "Sources"
 SESSION_COOKIE = "hd_session"  # the gateway's sign-in cookie, passed on to its API
@@ -148,9 +154,10 @@ def reopened(conversation: dict, link_base: str = LINK_BASE) -> tuple[list, dict
 
 
 class PageError(Exception):
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code  # the API error's code, e.g. "escalations_disabled"
 
 
 class Client:
@@ -213,11 +220,13 @@ class Client:
         headers = self.headers(key, session)
         resp = self.http.request(method, self.api_base + path, headers=headers, **kw)
         if resp.status_code >= 400:
+            code = None
             try:
-                message = resp.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
+                error = resp.json()["error"]
+                message, code = error["message"], error.get("code")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 message = resp.text[:200]
-            raise PageError(message, resp.status_code)
+            raise PageError(message, resp.status_code, code)
         return resp
 
 
@@ -233,6 +242,9 @@ class PageController:
         self.model = model
         self.max_tokens = max_tokens
         self.link_base = link_base
+        from ui.tickets import Tickets  # here: it uses this module's helpers
+
+        self.tickets = Tickets(client)  # the "Open a ticket" action
 
     # --- chat ------------------------------------------------------------------------
     def ask(
@@ -290,8 +302,8 @@ class PageController:
             history.append(
                 {
                     "role": "assistant",
-                    "content": ESCALATION.format(question=question),
-                    "metadata": {"title": "Not covered by the documentation", "status": "done"},
+                    "content": NOT_COVERED,
+                    "metadata": {"title": NOT_COVERED_TITLE, "status": "done"},
                 }
             )
         yield history, answers, gr.update()
