@@ -37,7 +37,7 @@ class Question:
     file: str
     line: int
     text: str
-    gold: tuple[str, ...]  # file names; empty: the docs do not answer it
+    gold: tuple[str, ...] | None  # file names; empty: the docs do not answer it; None: unknown
 
 
 def load_questions(path: Path) -> tuple[list[Question], list[str]]:
@@ -239,7 +239,8 @@ def run(
     """One record per question; a failed one carries ``error`` and the run goes on."""
     records = []
     for number, q in enumerate(questions, start=1):
-        record: dict = {"file": q.file, "line": q.line, "question": q.text, "gold": list(q.gold)}
+        gold = None if q.gold is None else list(q.gold)
+        record: dict = {"file": q.file, "line": q.line, "question": q.text, "gold": gold}
         try:
             reply = asker.ask(model, q.text)
             evidence = [texts.evidence(s) for s in reply.sources]
@@ -279,18 +280,23 @@ def _free_port() -> int:
 
 
 @contextmanager
-def started_server(model: str, log: Callable[[str], None]) -> Iterator[str]:
-    """``assistant serve --model M`` on a free loopback port until the block ends."""
+def started_server(
+    model: str, log: Callable[[str], None], adapters: dict[str, Path] | None = None
+) -> Iterator[str]:
+    """``assistant serve --model M [--adapter NAME=DIR]...`` on a free loopback port until
+    the block ends."""
     port = _free_port()
     logfile = Path(tempfile.mkstemp(prefix="eval-answers-serve-", suffix=".log")[1])
+    extra = [a for name, d in (adapters or {}).items() for a in ("--adapter", f"{name}={d}")]
     log(f"starting `assistant serve --model {model}` on port {port} (vLLM needs a minute "
         f"or more; log: {logfile})")  # fmt: skip
     with logfile.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "assistant", "serve", "--model", model, "--port", str(port)],
+            [sys.executable, "-m", "assistant", "serve", "--model", model, "--port", str(port),
+             *extra],
             stdout=out,
             stderr=subprocess.STDOUT,
-        )
+        )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base + "/health", proc, logfile)

@@ -11,6 +11,14 @@ Answers are grouped into conversations without any id from the client: a request
 earlier messages are exactly a recorded conversation plus its last answer continues that
 conversation (the OpenAI API sends the whole history each time). History older than the
 retention is deleted for real (SQLite's secure_delete overwrites the freed pages).
+
+For the IT team's analytics (``assistant.analytics``) each answer also keeps whether it was
+grounded and its question PII-scrubbed (``finetune.pii``): reports read only that column,
+never the conversation as sent. The scrubbing runs on a thread of its own after the answer
+is written, so history never waits for it (the first scrub of a process may load the
+given-names list; on a machine without its cache, that takes seconds); a report that finds
+the column still empty scrubs the question itself. Files from before these columns are
+migrated when opened.
 """
 
 from __future__ import annotations
@@ -22,11 +30,23 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("assistant")
+
+# Columns added after the first release, with what older rows get: an answer that came
+# with sources was grounded; one without is counted as not grounded (retrieval was on by
+# default); its question is scrubbed when a report first needs it.
+MIGRATIONS = {
+    "grounded": (
+        "ALTER TABLE answers ADD COLUMN grounded INTEGER",
+        "UPDATE answers SET grounded = (sources != '[]')",
+    ),
+    "question": ("ALTER TABLE answers ADD COLUMN question TEXT",),
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -39,6 +59,8 @@ CREATE TABLE IF NOT EXISTS answers (
     sources TEXT NOT NULL DEFAULT '[]',  -- JSON: the citations returned with it
     conversation TEXT NOT NULL,
     state TEXT NOT NULL,                 -- hash of messages + answer: what a follow-up extends
+    grounded INTEGER,                    -- 1/0: answered from the docs or not; NULL: retrieval off
+    question TEXT,                       -- the last question, PII-scrubbed, for analytics
     PRIMARY KEY (id, user)               -- ids come from the engine: never trust them unique
 );
 CREATE INDEX IF NOT EXISTS answers_user ON answers (user, created_at);
@@ -67,14 +89,41 @@ def _transaction(db: sqlite3.Connection):
     db.execute("COMMIT")
 
 
-def _state(messages: list[dict]) -> str:
+def migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a file from an older version lacks, each in one write transaction
+    (two processes opening the same old file at once add it once)."""
+    for column, statements in MIGRATIONS.items():
+        with _transaction(db):
+            if column not in {row[1] for row in db.execute("PRAGMA table_info(answers)")}:
+                for statement in statements:
+                    db.execute(statement)
+
+
+def last_question(messages: list[dict]) -> str:
+    """The last user message's text ("" when there is none)."""
+    found = (m.get("content") for m in reversed(messages) if m.get("role") == "user")
+    return str(next(found, "") or "")
+
+
+def default_scrub() -> Callable[[str], str]:
+    from finetune.pii import Scrubber
+
+    return Scrubber().scrub
+
+
+def state_of(messages: list[dict]) -> str:
+    """A conversation's fingerprint: what a follow-up (or an escalation) is matched on."""
     canonical = [{"role": m.get("role"), "content": m.get("content") or ""} for m in messages]
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 class AnswerLog:
-    def __init__(self, path: Path, retention_days: float = 0) -> None:
-        """``retention_days``: history older than this is deleted (0: kept)."""
+    def __init__(
+        self, path: Path, retention_days: float = 0, scrub: Callable[[str], str] | None = None
+    ) -> None:
+        """``retention_days``: history older than this is deleted (0: kept); ``scrub``
+        removes personal data from the question kept for analytics (default:
+        ``finetune.pii.Scrubber``, built at the first answer)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
@@ -87,9 +136,13 @@ class AnswerLog:
         # answer itself).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        migrate(self._db)
+        self._scrub = scrub
         self._purged_at = 0.0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-log")
         self._pending: Future | None = None
+        self._scrubber = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-scrub")
+        self._scrubbing: Future | None = None
         self.purge()
 
     def record_later(self, **answer) -> None:
@@ -104,6 +157,30 @@ class AnswerLog:
                 pending.result(timeout=10)
             except Exception:  # a failed write was logged where it happened; reads go on
                 log.exception("recording an answer failed")
+
+    def settle(self) -> None:
+        """Wait for answers being written and for their questions to be scrubbed."""
+        self.flush()
+        scrubbing = self._scrubbing
+        if scrubbing is not None:
+            try:
+                scrubbing.result(timeout=60)
+            except Exception:  # logged where it happened; a report scrubs what is missing
+                log.exception("scrubbing a question for analytics failed")
+
+    def _keep_question(self, id: str, user: str, question: str) -> None:
+        """Store the question, PII-scrubbed, for analytics (on the scrubbing thread)."""
+        try:
+            if self._scrub is None:
+                self._scrub = default_scrub()
+            scrubbed = self._scrub(question)
+        except Exception:  # the column stays empty: a report scrubs the question itself
+            log.exception("scrubbing a question for analytics failed")
+            return
+        with self._lock:
+            self._db.execute(
+                "UPDATE answers SET question = ? WHERE id = ? AND user = ?", (scrubbed, id, user)
+            )
 
     def purge(self, now: float | None = None) -> int:
         """Delete answers and conversations older than the retention; returns how many."""
@@ -122,13 +199,14 @@ class AnswerLog:
 
     def record(
         self, *, id: str, user: str, model: str, messages: list[dict], answer: str,
-        sources: list[dict] | None = None,
+        sources: list[dict] | None = None, grounded: bool | None = None,
     ) -> str:  # fmt: skip
-        """Keep an answer; returns the id of the conversation it belongs to."""
+        """Keep an answer; returns the id of the conversation it belongs to. ``grounded``:
+        whether retrieval found passages for it (``None``: retrieval was off)."""
         now = time.time()
         if now - self._purged_at > 3600:  # the retention is applied while the server runs too
             self.purge(now)
-        state = _state([*messages, {"role": "assistant", "content": answer}])
+        state = state_of([*messages, {"role": "assistant", "content": answer}])
         with self._lock, _transaction(self._db):  # one commit (one fsync) per answer
             row = None
             if len(messages) > 1:
@@ -136,7 +214,7 @@ class AnswerLog:
                     "SELECT a.conversation FROM answers a JOIN conversations c "
                     "ON c.id = a.conversation WHERE a.user = ? AND a.state = ? "
                     "ORDER BY a.created_at DESC LIMIT 1",
-                    (user, _state(messages[:-1])),
+                    (user, state_of(messages[:-1])),
                 ).fetchone()
             if row is not None:
                 conversation = row[0]
@@ -156,10 +234,13 @@ class AnswerLog:
                 )
             self._db.execute(
                 "INSERT OR REPLACE INTO answers (id, user, created_at, model, messages, answer, "
-                "sources, conversation, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sources, conversation, state, grounded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (id, user, now, model, json.dumps(messages), answer, json.dumps(sources or []),
-                 conversation, state),
+                 conversation, state, None if grounded is None else int(grounded)),
             )  # fmt: skip
+        self._scrubbing = self._scrubber.submit(
+            self._keep_question, id, user, last_question(messages)
+        )
         return conversation
 
     # --- history ---------------------------------------------------------------------------
@@ -249,5 +330,6 @@ class AnswerLog:
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+        self._scrubber.shutdown(wait=True)
         with self._lock:
             self._db.close()

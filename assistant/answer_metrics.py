@@ -160,7 +160,7 @@ class JudgeSupport:
 def score_answer(
     *,
     question: str,
-    gold: Sequence[str],
+    gold: Sequence[str] | None,
     answer: str,
     sources: list[dict],
     evidence: list[Evidence],
@@ -172,7 +172,8 @@ def score_answer(
 
     A metric that does not apply is ``None``: gold source on a question the docs do not
     answer, faithfulness of an answer with no claims or one that declines with no sources,
-    relevance of an answer that declines.
+    relevance of an answer that declines; gold source and abstention when ``gold`` is
+    ``None`` (a held-out conversation: whether the docs answer it is not known).
     """
     index = {s.get("rank", i + 1): i for i, s in enumerate(sources)}
     sentences = split_sentences(answer)
@@ -213,7 +214,10 @@ def score_answer(
         q_vec, a_vec = embedder.embed([question, strip_citations(answer)])
         relevance_cos = round(cosine(q_vec, a_vec), 4)
     # answerable: it answered; off-topic: the server found nothing and the answer says so
-    abstention_correct = (not abstained) if gold else (not grounded and unknown)
+    if gold is None:  # not known whether the docs answer it
+        abstention_correct = None
+    else:
+        abstention_correct = (not abstained) if gold else (not grounded and unknown)
     return {
         "faithfulness": round(supported / len(claims), 4) if claims and not declined else None,
         "citation_validity": round(citation_validity, 4) if citation_validity is not None else None,
@@ -222,7 +226,7 @@ def score_answer(
         "relevance_cosine": relevance_cos,
         "says_unknown": unknown,
         "abstained": abstained,
-        "abstention_correct": float(abstention_correct),
+        "abstention_correct": None if abstention_correct is None else float(abstention_correct),
         "citations": {"total": total, "valid": valid, "out_of_range": out_of_range},
         "claims": len(claims),
         "supported_claims": supported,
@@ -260,7 +264,7 @@ def summarize(records: list[dict], method: str) -> dict:
     summary: dict = {"n": len(records), "answered": len(ok), "errors": len(records) - len(ok)}
     for name in METRICS:
         summary[name] = _mean([r[name] for r in ok])
-    off_topic = [r for r in ok if not r["gold"]]
+    off_topic = [r for r in ok if r["gold"] == []]
     summary["abstention_offtopic"] = _mean([r["abstention_correct"] for r in off_topic])
     summary["abstention_answerable"] = _mean([r["abstention_correct"] for r in ok if r["gold"]])
     summary["n_offtopic"] = len(off_topic)

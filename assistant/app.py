@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant.analytics import make_analytics
+from assistant.analytics_sources import AnalyticsSources
 from assistant.answer_log import AnswerLog
 from assistant.auth import Authenticator
 from assistant.chat_service import ChatService, ModelCatalog
@@ -22,6 +24,7 @@ from assistant.escalation_service import EscalationService
 from assistant.escalation_store import EscalationStore
 from assistant.escalation_worker import EscalationWorker, register_metrics
 from assistant.feedback_service import FeedbackService
+from assistant.gap_warmer import GapWarmer
 from assistant.grounder import Grounder
 from assistant.grounding import Index, PromptBuilder
 from assistant.index_service import IndexService
@@ -71,6 +74,9 @@ def create_app(
     ``escalation_store`` (default HOME/escalations.sqlite) is the ticket outbox, delivered
     to ``ticket_connectors`` (default: those the settings name, checked here, so a template
     that does not render stops the start) by a worker thread that runs with the app.
+    Analytics (``GET /v1/admin/analytics``) read the answer log, feedback store and outbox
+    files, clustering content gaps with ``embedder`` (not-grounded questions embedded ahead
+    by a ``GapWarmer`` thread) and matching them to ``index``.
     ``on_shutdown`` runs when the server stops (uvicorn re-raises SIGTERM after its own
     shutdown, so code after ``uvicorn.run`` is not a safe place for cleanup).
     """
@@ -78,7 +84,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.escalation_worker.start()  # delivers what is queued, from before too
+        if app.state.gap_warmer is not None:
+            app.state.gap_warmer.start()
         yield
+        if app.state.gap_warmer is not None:
+            await asyncio.to_thread(app.state.gap_warmer.stop)
         await asyncio.to_thread(app.state.escalation_worker.stop)
         await upstream.aclose()
         await asyncio.to_thread(app.state.answers.flush)  # answers still being written
@@ -116,6 +126,7 @@ def create_app(
         PromptBuilder.from_file(company=settings.company_name),
         k=settings.retrieval_k,
         min_score=settings.retrieval_min_score,
+        min_top_score=settings.retrieval_min_top_score,
         max_chars=settings.retrieval_max_chars,
         enabled=settings.retrieval_enabled and index is not None,
         observe=metrics.retrieval.observe,
@@ -142,9 +153,20 @@ def create_app(
         public_url=settings.public_url,
         wake=worker.notify,
     )
+    analytics = app.state.analytics = make_analytics(
+        settings,
+        AnalyticsSources(
+            answers.path, getattr(feedback_store, "path", settings.feedback_path), outbox.path
+        ),
+        embedder=embedder,
+        index=index,
+        before=answers.settle,
+    )
+    app.state.gap_warmer = GapWarmer.of(analytics, settings.analytics_warm_interval_s)
 
     from assistant.limits import Limits, ReleaseSlots, admit
     from assistant.routes import admin, escalations, health, history, login, openai, pages
+    from assistant.routes import analytics as analytics_routes
     from assistant.routes.login import set_session_cookie
     from assistant.routes.openai import client_host
 
@@ -159,6 +181,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(escalations.router)
     app.include_router(escalations.admin)
+    app.include_router(analytics_routes.router)
     app.include_router(health.router)
 
     app.add_middleware(RequestMetrics, metrics=metrics)

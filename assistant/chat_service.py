@@ -95,8 +95,9 @@ class ChatService:
             body["messages"] = grounding.messages
         sources = grounding.sources if grounding is not None else []
         extension = grounding.extension() if grounding is not None else None
+        grounded = grounding.grounded if grounding is not None else None  # None: retrieval off
         record = {"user": principal.name, "model": request.model, "messages": asked,
-                  "sources": sources}  # fmt: skip
+                  "sources": sources, "grounded": grounded}  # fmt: skip
         if not request.stream:
             result = await self.upstream.post("/v1/chat/completions", body)
             if extension:

@@ -234,49 +234,93 @@ from assistant.cli_eval import eval_answers  # noqa: E402 - its own file, listed
 
 app.command("eval-answers")(eval_answers)
 
+from assistant.cli_report import report  # noqa: E402 - its own file, listed here
+
+app.command("report")(report)
+
 
 @app.command("demo-model")
 def demo_model(
     output: Path = typer.Option(Path(".assistant/demo-model"), help="Folder to write."),
+    rebuild: bool = typer.Option(
+        False,
+        "--rebuild",
+        help="Train it here instead of copying the shipped weights (small: about an hour on "
+        "2 CPU cores; the same recipe as the shipped build).",
+    ),
     transcripts: Path = typer.Option(Path("data/transcripts"), help="Training conversations."),
     docs: Path = typer.Option(Path("data/docs"), help="Training documents."),
-    size: str = typer.Option("small", help="small (the demo, minutes) or tiny (tests, seconds)."),
-    max_steps: int | None = typer.Option(None, help="Training steps [450 small, 30 tiny]."),
+    size: str = typer.Option(
+        "small", help="small (the demo: shipped, or --rebuild) or tiny (tests: trained, seconds)."
+    ),
+    max_steps: int | None = typer.Option(None, help="Language-model steps [small 300]."),
+    sft_steps: int | None = typer.Option(
+        None, help="Steps on the grounded task (sources + question -> cited answer) [small 1500]."
+    ),
     seed: int = typer.Option(0, help="Random seed."),
-    force: bool = typer.Option(False, "--force", help="Rebuild even if already built."),
+    force: bool = typer.Option(False, "--force", help="Replace a model already in --output."),
+    config: Path | None = ConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Build the offline demo model: a small Llama LM trained from scratch on the sample data.
+    """Put the offline demo model in --output: a small Llama model that answers from the
+    numbered sources the gateway gives it, quoting the sentence that fits and citing it as
+    [n], or saying the documentation does not cover the question.
 
-    A pipeline demo, not an assistant: it lets serving, grounding and LoRA run with no
-    model hub. Built once; later calls return at once unless --force.
+    By default the weights shipped in the package are copied (checked against their
+    SHA256SUMS). --rebuild trains it from data/docs and data/transcripts with the same
+    recipe: an index of the docs as the server builds it (embedding model and retrieval
+    settings from --config / ASSISTANT_*), questions made from headings, sentences and the
+    transcripts, each grounded as the gateway would, then training. Never from data/eval.
+    A demo, not an assistant: it can only quote.
     """
-    from finetune.demo_model import MARKER, SIZES, is_built
+    from finetune.demo_model import MARKER, SHIPPED, SIZES, is_built
 
     if size not in SIZES:
         raise UserError(f"--size must be one of {', '.join(SIZES)}, not '{size}'")
-    if is_built(output) and not force:
+    if is_built(output) and not (force or rebuild):
         report = json.loads((output / MARKER).read_text())
-        typer.echo(f"demo model already built in {output} (use --force to rebuild)", err=True)
+        typer.echo(f"demo model already built in {output} (use --force to replace it)", err=True)
         emit({"output": str(output), "built": False, **_flat(report)}, as_json)
+        return
+    custom = max_steps is not None or sft_steps is not None or seed != 0
+    if size == "small" and not rebuild and not custom and (SHIPPED / MARKER).is_file():
+        from finetune.demo_model import install_shipped
+
+        report = install_shipped(output)
+        echo_err(f"demo model copied to {output} (checksums verified)")
+        emit({"output": str(output), "built": True, "shipped": True, **_flat(report)}, as_json)
         return
     from dataclasses import replace
 
     from assistant.corpus import demo_corpus
-    from finetune.demo_model import build_demo_model
+    from finetune.demo_model import build_demo_model, write_checksums
 
     conversations, documents = demo_corpus(transcripts, docs)
-    config = SIZES[size]
-    config = replace(config, seed=seed, max_steps=max_steps or config.max_steps)
+    recipe = SIZES[size]
+    recipe = replace(
+        recipe,
+        seed=seed,
+        max_steps=max_steps or recipe.max_steps,
+        sft_steps=recipe.sft_steps if sft_steps is None else sft_steps,
+    )
+    grounded = []
+    if recipe.sft_steps:
+        from assistant.demo_training import grounded_corpus
+
+        settings = load(config)
+        grounded = grounded_corpus(settings, docs, transcripts, seed=seed, log=echo_err)
+        grounded = grounded.conversations
     report = build_demo_model(
         output,
         conversations,
         documents,
-        config,
+        recipe,
+        grounded=grounded,
         progress=not as_json,
         log=echo_err,
     )
-    emit({"output": str(output), "built": True, **_flat(report)}, as_json)
+    write_checksums(output)
+    emit({"output": str(output), "built": True, "shipped": False, **_flat(report)}, as_json)
 
 
 def _flat(report: dict) -> dict:

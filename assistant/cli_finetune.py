@@ -69,6 +69,22 @@ def finetune(
         False, "--resume", help="Continue from the newest checkpoint in output/checkpoints."
     ),
     eval_fraction: float = EvalFractionOpt,
+    eval_answers: bool = typer.Option(
+        False,
+        "--eval-answers",
+        help="Also judge answers, not only loss: serve the base model and the new adapter "
+        "side by side (vLLM, retrieval on) and run the eval-answers harness on the first "
+        "question of each held-out conversation with both (output/answer-eval/before|after).",
+    ),
+    eval_questions: Path | None = typer.Option(
+        None,
+        "--eval-questions",
+        help='With --eval-answers: ask these questions instead (JSONL {"question", "gold"}, '
+        "as eval-answers reads them), so gold source and abstention are measured too.",
+    ),
+    answer_max_tokens: int = typer.Option(
+        256, min=1, help="With --eval-answers: most tokens per answer."
+    ),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -85,6 +101,17 @@ def finetune(
     if base is None or output is None or (data is None and from_feedback is None):
         raise UserError("finetune needs --base, --output and --data (or --from-feedback)")
     load(config)  # a bad settings file fails here, before minutes of work
+    asked = []
+    if eval_questions is not None:
+        if not eval_answers:
+            raise UserError("--eval-questions goes with --eval-answers")
+        from assistant.answer_eval import load_questions
+
+        asked, problems = load_questions(eval_questions)
+        for problem in problems:
+            echo_err(problem)
+        if not asked:
+            raise UserError(f"no questions to ask in {eval_questions}")
     from finetune.feedback import FeedbackStore
     from finetune.prepare import prepare, read_prepared
     from finetune.train import TrainConfig, train_lora
@@ -129,10 +156,30 @@ def finetune(
         log=log,
     )
     result.pop("config")
+    answers = {}
+    if eval_answers:
+        from assistant.finetune_answers import answers_before_after, flat, heldout_questions
+
+        if not asked:
+            asked = heldout_questions(eval_records, "held-out conversations")
+        if not asked:
+            raise UserError("--eval-answers: no held-out conversation to ask about")
+        runs = answers_before_after(
+            base, output, asked, output / "answer-eval", log=log, max_tokens=answer_max_tokens
+        )
+        answers = flat(runs)
     if not as_json:
         _side_by_side(result)
+        if answers:
+            from assistant.answer_report import compare, compare_table
+
+            before, after = runs["before"], runs["after"]
+            typer.echo(compare_table(compare(before, after), "before", "after", before, after))
     emit(
-        {k: v for k, v in result.items() if not isinstance(v, dict)} | {"pii": report.pii}, as_json
+        {k: v for k, v in result.items() if not isinstance(v, dict)}
+        | answers
+        | {"pii": report.pii},
+        as_json,
     )
 
 

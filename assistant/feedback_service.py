@@ -65,6 +65,7 @@ class FeedbackService:
             sources=answer["sources"],
             correction=request.correction,
             user=user,
+            completion_id=request.completion_id,
         )
         return {"id": row, "rating": rating, "completion_id": request.completion_id}
 

@@ -36,6 +36,7 @@ class Grounder:
         *,
         k: int = 4,
         min_score: float = 0.25,
+        min_top_score: float = -1.0,
         max_chars: int = 3000,
         enabled: bool = True,
         observe: Callable[[float], None] | None = None,
@@ -47,6 +48,7 @@ class Grounder:
         self.prompts = prompts
         self.k = k
         self.min_score = min_score
+        self.min_top_score = min_top_score  # the relevance gate
         self.max_chars = max_chars
         self.enabled = enabled
         self.observe = observe or (lambda seconds: None)
@@ -68,14 +70,22 @@ class Grounder:
         hyde = self.hyde if options is None or options.hyde is None else options.hyde
         if hyde and self.expand is not None and query:
             query = await self.expand(query)
-        passages = await self._search(query, k, collection, scope)
+        kept = self.keep(await self._search(query, k, collection, scope))
+        return Grounding(self.prompts.apply(messages, kept), [self._cite(h) for h in kept])
+
+    def keep(self, passages: list) -> list:
+        """The passages that go into the prompt, numbered from 1: none unless the best one
+        passes the relevance gate (``min_top_score``); then each relevant enough
+        (``min_score``) and within ``max_chars`` in all (the first one always fits)."""
+        if not passages or max(h.score for h in passages) < self.min_top_score:
+            return []
         kept, used = [], 0
         for hit in passages:
             if hit.score < self.min_score or (kept and used + len(hit.text) > self.max_chars):
                 continue
             kept.append(replace(hit, rank=len(kept) + 1))
             used += len(hit.text)
-        return Grounding(self.prompts.apply(messages, kept), [self._cite(h) for h in kept])
+        return kept
 
     def _cite(self, hit) -> dict:
         citation = hit.citation()

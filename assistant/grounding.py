@@ -99,6 +99,9 @@ def format_sources(passages: list[Passage]) -> str:
     blocks = []
     for p in passages:
         where = p.source + (f", page {p.page}" if p.page else "")
-        heading = p.title + (f" > {p.section}" if p.section and p.section != p.title else "")
+        # the index's section paths start with the title: "Title > Heading"
+        heading = p.title if not p.section or p.section == p.title else p.section
+        if not heading.startswith(p.title):
+            heading = f"{p.title} > {heading}"
         blocks.append(f"[{p.rank}] {heading} ({where})\n{p.text.strip()}")
     return "\n\n".join(blocks)

@@ -137,8 +137,9 @@ def _mount_page(app, settings: Settings) -> None:
     notice = None
     if settings.model is None and not settings.llm_urls:
         notice = (
-            "Running the offline demo model: a tiny model trained in minutes to show the "
-            "pipeline. Its answers are not reliable; see the README to serve a real model."
+            "Running the offline demo model: a tiny model trained only to quote the "
+            "documentation passages it is given and cite them. It is not a real assistant; "
+            "see the README to serve a real model."
         )
     # With sign-in, the page acts as the signed-in person (their session), never a key;
     # without, as the service user of the first API key, server-side only.

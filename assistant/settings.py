@@ -199,6 +199,26 @@ class Settings(BaseSettings):
         description="Conversation history (and the answer records feedback points at) older "
         "than this many days is deleted for good; 0 keeps it.",
     )
+    analytics_timezone: str = Field(
+        "UTC",
+        description="Time zone (IANA name, e.g. Europe/Berlin) whose days the analytics "
+        "count in (GET /v1/admin/analytics, assistant report).",
+    )
+    # 0.5 on MiniLM: paraphrases of one question end up together while distinct topics stay
+    # apart (the purity / topic-recall sweep of bench/content_gaps.py, and test_analytics)
+    analytics_gap_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=2,
+        description="Content-gap clusters: questions whose average cosine distance is below "
+        "this are grouped (lower: more, tighter clusters). Depends on the embedding model.",
+    )
+    analytics_warm_interval_s: float = Field(
+        30,
+        ge=0,
+        description="Every this many seconds the server embeds the questions its docs did not "
+        "answer since, so content-gap reports find them ready; 0: only when a report asks.",
+    )
     access_file: Path | None = Field(
         None,
         description="Document permissions (ordered 'path' / 'groups' rules). Unset: "
@@ -289,6 +309,17 @@ class Settings(BaseSettings):
         le=1,
         description="Cosine similarity below which a passage is not relevant; with none left "
         'the answer says the docs do not cover it and carries "grounded": false.',
+    )
+    # 0.40 on MiniLM, chosen on dev sets only (python data/tools/relevance_gate.py): the
+    # employees' first turns in data/transcripts (89% kept) against 60 off-topic questions
+    # written for choosing it (data/eval/dev, 90% declined).
+    retrieval_min_top_score: float = Field(
+        0.40,
+        ge=-1,
+        le=1,
+        description="Relevance gate: when even the best passage's cosine similarity is below "
+        'this, none is used and the answer carries "grounded": false. Depends on the '
+        "embedding model: calibrate with data/tools/relevance_gate.py.",
     )
     retrieval_max_chars: int = Field(
         3000, ge=200, description="Most characters of passages put into one prompt."
@@ -474,6 +505,17 @@ class Settings(BaseSettings):
             )
         return json.dumps(config)
 
+    @field_validator("analytics_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not a known time zone, e.g. Europe/Berlin") from None
+        return value
+
     @field_validator("llm_urls")
     @classmethod
     def _check_urls(cls, value: list[str]) -> list[str]:
@@ -522,6 +564,11 @@ class Settings(BaseSettings):
     def feedback_path(self) -> Path:
         """The feedback store (SQLite) the page writes and `finetune --from-feedback` reads."""
         return self.home / "feedback.sqlite"
+
+    @property
+    def analytics_cache_path(self) -> Path:
+        """Embeddings of the questions analytics clustered (SQLite), reused by later reports."""
+        return self.home / "analytics-cache.sqlite"
 
     @property
     def logs_dir(self) -> Path:

@@ -1,8 +1,10 @@
 """The offline demo model: a small Llama-architecture LM trained from scratch on CPU.
 
 It exists so the whole pipeline (serving, grounding, LoRA, the page) runs on a machine
-with no model hub and no GPU. It is a pipeline demo, not an assistant: its text is about
-IT help-desk topics but it is not reliable. Real deployments use an instruct model.
+with no model hub and no GPU. The "small" recipe also teaches it the job the gateway gives
+it: read the numbered sources in the grounded prompt, quote the sentence that answers the
+question and cite it as [n], or say the documentation does not cover it. It can only quote;
+it is not an assistant. Real deployments use an instruct model.
 
 Heavy imports (torch, transformers, tokenizers) happen inside functions.
 """
@@ -37,7 +39,13 @@ CHAT_TEMPLATE = (
 )
 
 MARKER = "demo-model.json"
-LABEL = "helpdesk-demo: PIPELINE DEMO MODEL - trained from scratch in minutes, not reliable"
+CHECKSUMS = "SHA256SUMS"
+# The shipped build of the "small" recipe (`assistant demo-model --rebuild` reproduces it).
+SHIPPED = Path(__file__).parent / "demo_weights"
+LABEL = (
+    "helpdesk-demo: DEMO MODEL - a tiny model trained here to quote its sources, "
+    "not a real assistant"
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,13 @@ class DemoModelConfig:
     max_steps: int = 450
     learning_rate: float = 3e-3
     seed: int = 0
+    # Second phase: the grounded task (numbered sources + question -> cited answer), loss on
+    # the answers only. 0 steps: a plain language model, as the tiny test model is.
+    sft_steps: int = 0
+    sft_seq_len: int = 1536
+    sft_batch_size: int = 8
+    sft_learning_rate: float = 1e-3
+    save_dtype: str = "float32"  # vLLM on CPU serves bfloat16 anyway; bf16 halves the files
 
     @property
     def head_dim(self) -> int:
@@ -62,8 +77,11 @@ class DemoModelConfig:
 
 
 SIZES: dict[str, DemoModelConfig] = {
-    # The default of `make demo`: a few minutes on two CPU cores.
-    "small": DemoModelConfig(),
+    # The default of `make demo`, shipped in demo_weights/: language model, then the
+    # grounded task; about an hour on two CPU cores (`assistant demo-model --rebuild`).
+    "small": DemoModelConfig(
+        max_steps=300, sft_steps=1500, sft_learning_rate=2e-3, save_dtype="bfloat16"
+    ),
     # For tests: seconds to build, still loads in vLLM (head size 64).
     "tiny": DemoModelConfig(
         vocab_size=1024,
@@ -89,13 +107,17 @@ def build_demo_model(
     documents: Sequence[str],
     config: DemoModelConfig = SIZES["small"],
     *,
+    grounded: Sequence[list[dict]] = (),
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train the tokenizer and the model on ``conversations`` and ``documents``; save both.
 
     ``conversations`` are lists of ``{"role": "user"|"assistant"|"system", "content"}``.
-    Returns the report also written to ``output/demo-model.json``.
+    ``grounded`` are conversations of the grounded task (the gateway's system prompt with
+    numbered sources, a question, the cited answer); with ``config.sft_steps`` the model is
+    then trained on their answers. Returns the report also written to
+    ``output/demo-model.json``.
     """
     if config.hidden_size % config.num_heads or config.head_dim not in (64, 128):
         raise FinetuneError(
@@ -113,7 +135,7 @@ def build_demo_model(
     random.seed(config.seed)
     torch.manual_seed(config.seed)
 
-    raw_texts = [_render_plain(c) for c in conversations] + list(documents)
+    raw_texts = [_render_plain(c) for c in (*conversations, *grounded)] + list(documents)
     tokenizer = train_tokenizer(raw_texts, config.vocab_size)
     samples = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations] + [
         d + "<|endoftext|>" for d in documents
@@ -141,17 +163,81 @@ def build_demo_model(
     )
     model = LlamaForCausalLM(model_config)
     report = _train(model, stream, config, progress=progress, log=log)
+    if grounded and config.sft_steps:
+        report["grounded"] = _train_grounded(
+            model, tokenizer, grounded, config, progress=progress, log=log
+        )
 
     model.generation_config.eos_token_id = [
         tokenizer.convert_tokens_to_ids("<|im_end|>"),
         tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     ]
-    model.save_pretrained(output, safe_serialization=True)
+    model.to(getattr(torch, config.save_dtype)).save_pretrained(output, safe_serialization=True)
     tokenizer.save_pretrained(output)
     (output / "README.md").write_text(_model_card(config, report), encoding="utf-8")
     report = {"label": LABEL, "config": asdict(config), **report}
     (output / MARKER).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
+
+
+def write_checksums(folder: Path) -> None:
+    """``SHA256SUMS`` (sha256sum's format) of every file in ``folder``."""
+    folder = Path(folder)
+    lines = [
+        f"{_sha256(f)}  {f.name}"
+        for f in sorted(folder.iterdir())
+        if f.is_file() and f.name != CHECKSUMS
+    ]
+    (folder / CHECKSUMS).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def verify_checksums(folder: Path) -> list[str]:
+    """The files ``SHA256SUMS`` names, after checking each; any mismatch is one sentence."""
+    folder = Path(folder)
+    listing = folder / CHECKSUMS
+    if not listing.is_file():
+        raise FinetuneError(f"{listing} is missing: the shipped demo model cannot be checked")
+    names = []
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        path = folder / name
+        if not path.is_file():
+            raise FinetuneError(f"{path} is missing from the shipped demo model")
+        if _sha256(path) != digest:
+            raise FinetuneError(
+                f"{path} does not match its checksum (damaged, or a Git LFS pointer?): run "
+                "`assistant demo-model --rebuild` to train the demo model here instead"
+            )
+        names.append(name)
+    return names
+
+
+def install_shipped(output: Path, source: Path = SHIPPED) -> dict:
+    """Copy the shipped, checksum-verified demo model to ``output``; returns its report."""
+    import shutil
+
+    names = verify_checksums(source)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / MARKER).unlink(missing_ok=True)
+    for name in names:
+        if name != MARKER:
+            shutil.copyfile(source / name, output / name)
+    shutil.copyfile(source / CHECKSUMS, output / CHECKSUMS)
+    shutil.copyfile(source / MARKER, output / MARKER)  # last: marks a finished copy
+    return json.loads((output / MARKER).read_text(encoding="utf-8"))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int):
@@ -253,6 +339,84 @@ def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool,
     }
 
 
+def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, progress, log):
+    """Supervised steps on the grounded task: loss on the answer tokens only, batches of
+    similar length, a held-out twentieth for the loss before and after."""
+    import torch
+    from tqdm import tqdm
+
+    from finetune.train import eval_loss, tokenize_conversation
+
+    examples = [tokenize_conversation(tokenizer, c, config.sft_seq_len) for c in grounded]
+    examples = [e for e in examples if e is not None]
+    if len(examples) < 20:
+        raise FinetuneError(f"only {len(examples)} grounded examples fit; need 20")
+    random.Random(config.seed).shuffle(examples)
+    n_eval = max(8, len(examples) // 20)
+    held, train = examples[:n_eval], examples[n_eval:]
+    before = eval_loss(model, held)["loss"]
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.sft_learning_rate, weight_decay=0.01
+    )
+    warmup = max(1, config.sft_steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        frac = (step - warmup) / max(1, config.sft_steps - warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    rng = random.Random(config.seed + 1)
+    by_length = sorted(train, key=lambda e: len(e["input_ids"]))
+    size = config.sft_batch_size
+    batches = [by_length[i : i + size] for i in range(0, len(by_length), size)]
+    model.train()
+    start, tokens, loss_value = time.perf_counter(), 0, float("nan")
+    bar = tqdm(range(config.sft_steps), desc="training grounded answers", disable=not progress)
+    for _step in bar:
+        ids, labels, mask = _pad(rng.choice(batches))
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += int(mask.sum())
+        loss_value = out.loss.item()
+        rate = tokens / (time.perf_counter() - start)
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}")
+    seconds = time.perf_counter() - start
+    after = eval_loss(model, held)["loss"]
+    log(
+        f"grounded task: {config.sft_steps} steps on {len(train)} examples in {seconds:.0f} s; "
+        f"answer loss {before:.3f} -> {after:.3f}"
+    )
+    return {
+        "examples": len(train),
+        "held_out": len(held),
+        "steps": config.sft_steps,
+        "train_seconds": round(seconds, 1),
+        "answer_loss_before": before,
+        "answer_loss_after": after,
+    }
+
+
+def _pad(batch: list[dict]):
+    import torch
+
+    width = max(len(e["input_ids"]) for e in batch)
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, e in enumerate(batch):
+        n = len(e["input_ids"])
+        ids[row, :n] = torch.tensor(e["input_ids"])
+        labels[row, :n] = torch.tensor(e["labels"])
+        mask[row, :n] = 1
+    return ids, labels, mask
+
+
 def _eval_loss(model, blocks) -> float:
     import torch
 
@@ -264,15 +428,27 @@ def _eval_loss(model, blocks) -> float:
 
 
 def _model_card(config: DemoModelConfig, report: dict) -> str:
+    grounded = report.get("grounded")
+    task = (
+        f"""
+Then {grounded["steps"]} steps on the grounded task ({grounded["examples"]} examples made from
+the sample docs and transcripts, never from data/eval): the gateway's system prompt with
+numbered sources and a question, answered by quoting the sentence that fits, cited as [n], or
+by saying the documentation does not cover it. Answer loss on held-back examples:
+{grounded["answer_loss_before"]} before, {grounded["answer_loss_after"]} after.
+"""
+        if grounded
+        else ""
+    )
     return f"""# {LABEL}
 
 A Llama-architecture causal LM ({report["parameters"]:,} parameters, hidden
 {config.hidden_size}, {config.num_layers} layers, head size {config.head_dim}) with its own
 byte-level BPE tokenizer ({config.vocab_size} tokens) and a ChatML chat template, trained
 from scratch for {config.max_steps} steps on the sample help-desk transcripts and docs of
-this project. It exists to run the pipeline offline. Its answers are about IT topics but
-are not reliable: serve a real instruct model for real use (see the project README).
-
-Eval loss on held-back text: {report["eval_loss_before"]} before, {report["eval_loss_after"]}
-after training.
+this project. It exists to run the pipeline offline. Eval loss on held-back text:
+{report["eval_loss_before"]} before, {report["eval_loss_after"]} after.
+{task}
+It can only quote what it is given, and often quotes the wrong sentence: serve a real instruct
+model for real use (see the project README).
 """

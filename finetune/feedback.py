@@ -25,13 +25,14 @@ CREATE TABLE IF NOT EXISTS feedback (
     sources TEXT NOT NULL DEFAULT '[]',  -- JSON: the citations shown with the answer
     rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
     correction TEXT,                 -- what the answer should have said, if someone wrote it
-    user TEXT
+    user TEXT,
+    completion_id TEXT               -- the rated answer's id in the server's answer log
 );
 CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_at);
 """
 
 COLUMNS = ("id", "created_at", "model", "messages", "answer", "sources", "rating", "correction",
-           "user")  # fmt: skip
+           "user", "completion_id")  # fmt: skip
 
 
 class FeedbackStore:
@@ -42,6 +43,19 @@ class FeedbackStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """A file from before ``completion_id`` gets the column (NULL in its old rows)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(feedback)")}
+            if "completion_id" not in have:
+                self._db.execute("ALTER TABLE feedback ADD COLUMN completion_id TEXT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def add(
         self,
@@ -53,6 +67,7 @@ class FeedbackStore:
         sources: list[dict] | None = None,
         correction: str | None = None,
         user: str | None = None,
+        completion_id: str | None = None,
     ) -> int:
         if rating not in (-1, 1):
             raise ValueError("rating must be 1 (liked) or -1 (disliked)")
@@ -61,7 +76,7 @@ class FeedbackStore:
         with self._lock:
             cursor = self._db.execute(
                 "INSERT INTO feedback (created_at, model, messages, answer, sources, rating, "
-                "correction, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "correction, user, completion_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     time.time(),
                     model,
@@ -71,6 +86,7 @@ class FeedbackStore:
                     rating,
                     (correction or "").strip() or None,
                     user,
+                    completion_id,
                 ),
             )
             return int(cursor.lastrowid)

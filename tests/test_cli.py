@@ -13,6 +13,7 @@ COMMANDS = [
     "index",
     "eval-retrieval",
     "eval-answers",
+    "report",
     "finetune",
     "demo-model",
     "bench",

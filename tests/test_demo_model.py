@@ -30,8 +30,8 @@ def test_training_lowered_the_loss_and_left_a_marker(tiny_model):
     assert is_built(tiny_model)
     report = json.loads((tiny_model / MARKER).read_text())
     assert report["eval_loss_after"] < report["eval_loss_before"]
-    assert "PIPELINE DEMO" in report["label"]
-    assert "PIPELINE DEMO" in (tiny_model / "README.md").read_text()
+    assert "DEMO MODEL" in report["label"]
+    assert "DEMO MODEL" in (tiny_model / "README.md").read_text()
 
 
 def test_chat_template_marks_assistant_turns_for_loss_masking(tiny_model):

@@ -29,6 +29,22 @@ def test_training_lowers_the_held_out_loss(trained_adapter):
     assert json.loads((folder / "train-report.json").read_text())["steps"] == 40
 
 
+def test_the_run_judged_answers_of_base_and_adapter(trained_adapter):
+    """--eval-answers: the harness asked every held-out conversation's first question of
+    the base model and of the new adapter, through one served gateway."""
+    folder, report = trained_adapter
+    for label in ("before", "after"):
+        summary = json.loads((folder / "answer-eval" / label / "summary.json").read_text())
+        assert summary["n"] == 20 and summary["errors"] == 0, summary
+        lines = (folder / "answer-eval" / label / "answers.jsonl").read_text().splitlines()
+        assert len(lines) == 20 and all(json.loads(x)["gold"] is None for x in lines)
+        assert report[f"answers_latency_p50_ms_{label}"] == summary["latency_p50_ms"] > 0
+        assert report[f"answers_gold_source_cited_{label}"] is None  # no gold files here
+    before = json.loads((folder / "answer-eval" / "before" / "summary.json").read_text())
+    after = json.loads((folder / "answer-eval" / "after" / "summary.json").read_text())
+    assert before["model"] != after["model"] == "candidate"
+
+
 def test_trained_adapter_answers_through_the_gateway(served):
     client = openai.OpenAI(base_url=served.base + "/v1", api_key="unused", max_retries=0)
     reply = client.chat.completions.create(model="it-support", messages=QUESTION, max_tokens=16)

@@ -1,0 +1,263 @@
+"""Training conversations for the demo model's real job: answering from numbered sources.
+
+Each example is what the gateway sends vLLM for one question (the grounded system prompt with
+the passages the real index returns for it, then the question), followed by the answer the
+demo model should give: the source sentence(s) that answer it, cited as ``[n]``, or, when no
+source fits or none was found, that the documentation does not cover it.
+
+Questions are made from the docs (headings and sentences, by templates) and from the
+employees' turns in the transcripts, with the sentence the agent's reply matches as the
+answer. Nothing is taken from ``data/eval``: those questions measure the result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from assistant.answer_text import content_words, split_sentences
+
+ABSTAIN = (
+    "I don't know: the documentation I can search does not cover this. "
+    "Please contact the IT Service Desk and tell them what you need."
+)
+MIN_ANSWER_WORDS = 5  # a shorter source sentence answers nothing on its own
+TRANSCRIPT_MATCH = 0.35  # share of a source sentence's words found in the agent's reply
+DISTRACTOR_SHARE = 0.12  # examples whose sources all come from other documents
+UNGROUNDED_SHARE = 0.06  # examples with no sources at all (the ungrounded prompt)
+
+_TEMPLATES = (
+    "how do i {k}", "{k}?", "{k}", "question about {k}", "what should i do about {k}",
+    "{k} not working", "where do i find {k}", "can you tell me about {k}",
+    "i need help with {k}", "what is the {k}", "hi, quick one: {k}", "{k} - what now",
+    "who do i ask about {k}", "is there a way to {k}", "help!! {k}", "what about {k}",
+)  # fmt: skip
+_MARKUP = re.compile(r"[*_`#>]+")
+_TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}")
+
+
+@dataclass
+class Question:
+    text: str
+    kind: str  # heading, sentence or transcript
+    source: str = ""  # the document it was made from ("" for a transcript)
+    chunk: str = ""  # the passage text it was made from (doc questions)
+    answer: list[str] = field(default_factory=list)  # target sentences (doc questions)
+    reply: str = ""  # the agent's reply (transcript questions)
+
+
+@dataclass
+class TrainingSet:
+    conversations: list[list[dict]]
+    counts: Counter
+
+
+def answer_sentences(passage: str) -> list[str]:
+    """The sentences of a passage that can be an answer, as they would be copied."""
+    out = []
+    for sentence in split_sentences(passage):
+        if _TABLE_RULE.match(sentence.strip()) or sentence.lstrip().startswith("#"):
+            continue
+        if sentence.startswith("|"):
+            sentence = " - ".join(c.strip() for c in sentence.strip("| ").split("|"))
+        if len(content_words(sentence)) >= MIN_ANSWER_WORDS - 2 and len(sentence.split()) >= 5:
+            out.append(sentence)
+    return out
+
+
+def doc_questions(
+    chunks: Sequence[tuple[str, str, str]], rng: random.Random, per_sentence: int = 2
+) -> list[Question]:
+    """Questions made from each passage ``(source, section, text)``: from its heading, and
+    ``per_sentence`` per answer sentence from its rarer words (each worded differently)."""
+    df = Counter(w for _, _, text in chunks for w in content_words(text))
+    questions, seen = [], set()
+
+    def add(text: str, kind: str, source: str, chunk: str, answer: list[str]) -> None:
+        if text.lower() not in seen:
+            seen.add(text.lower())
+            questions.append(Question(text, kind, source, chunk, answer))
+
+    for source, section, text in chunks:
+        sentences = answer_sentences(text)
+        if not sentences:
+            continue
+        heading = _plain(section.split(" > ")[-1]).lower()
+        for _ in range(per_sentence if heading else 0):
+            add(_ask(heading, rng), "heading", source, text, sentences[:2])
+        for sentence in sentences:
+            for _ in range(per_sentence):
+                key = _key_words(sentence, df, rng)
+                if key:
+                    add(_ask(key, rng), "sentence", source, text, [sentence])
+    return questions
+
+
+def transcript_questions(conversations: Sequence[list[dict]]) -> list[Question]:
+    """Each employee turn that the agent answered, with that reply."""
+    out = []
+    for messages in conversations:
+        for asked, reply in itertools.pairwise(messages):
+            if asked.get("role") == "user" and reply.get("role") == "assistant":
+                text = str(asked.get("content") or "").strip()
+                if len(text.split()) >= 3:
+                    out.append(Question(text, "transcript", reply=str(reply.get("content") or "")))
+    return out
+
+
+def build_training_set(
+    search: Callable[[str], list],
+    keep: Callable[[list], list],
+    prompt: Callable[[list[dict], list], list[dict]],
+    questions: Sequence[Question],
+    *,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> TrainingSet:
+    """One training conversation per usable question.
+
+    ``search(question)`` is the index's search, ``keep(hits)`` the gateway's choice of
+    passages (numbered from 1) and ``prompt(messages, passages)`` its grounded messages.
+    """
+    rng = random.Random(seed)
+    conversations, counts = [], Counter()
+    for q in questions:
+        user = [{"role": "user", "content": q.text}]
+        kept = keep(search(q.text))
+        draw = rng.random()
+        if not kept:  # the gateway would find nothing relevant: the ungrounded prompt
+            if draw < UNGROUNDED_SHARE:  # as many as the drawn ones below, no more
+                conversations.append(_chat(prompt(user, []), q.text, ABSTAIN))
+                counts["nothing_found"] += 1
+            else:
+                counts["skipped_nothing_found"] += 1
+            continue
+        if draw < UNGROUNDED_SHARE:
+            conversations.append(_chat(prompt(user, []), q.text, ABSTAIN))
+            counts["ungrounded"] += 1
+            continue
+        if draw < UNGROUNDED_SHARE + DISTRACTOR_SHARE and q.source:
+            others = keep([h for h in kept if h.source != q.source])
+            if others:
+                conversations.append(_chat(prompt(user, others), q.text, ABSTAIN))
+                counts["distractors"] += 1
+                continue
+        answer = _cited_answer(q, kept)
+        if answer is None:
+            counts[f"skipped_{q.kind}"] += 1
+            continue
+        conversations.append(_chat(prompt(user, kept), q.text, answer))
+        counts[q.kind] += 1
+    log("training examples: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return TrainingSet(conversations, counts)
+
+
+def _cited_answer(q: Question, kept: list) -> str | None:
+    if q.kind == "transcript":
+        return _from_reply(q.reply, kept)
+    for hit in kept:
+        if hit.source == q.source and hit.text == q.chunk:
+            return " ".join(_cite(s, hit.rank) for s in q.answer)
+    return None  # the index did not return the passage it was made from
+
+
+def _from_reply(reply: str, kept: list) -> str | None:
+    """The source sentence(s) the agent's reply says most of, if it says enough of one."""
+    said = content_words(reply)
+    best: list[tuple[float, int, str]] = []
+    for hit in kept:
+        for sentence in answer_sentences(hit.text):
+            words = content_words(sentence)
+            share = len(words & said) / len(words) if words else 0.0
+            if share >= TRANSCRIPT_MATCH:
+                best.append((share, hit.rank, sentence))
+    if not best:
+        return None
+    best.sort(key=lambda b: -b[0])
+    top_rank = best[0][1]
+    chosen = [b for b in best if b[1] == top_rank][:2]
+    return " ".join(_cite(s, rank) for _, rank, s in chosen)
+
+
+def _cite(sentence: str, rank: int) -> str:
+    sentence = sentence.strip()
+    if sentence[-1:] in ".!?":
+        return f"{sentence[:-1]} [{rank}]{sentence[-1]}"
+    return f"{sentence} [{rank}]."
+
+
+def _chat(messages: list[dict], question: str, answer: str) -> list[dict]:
+    return [*messages, {"role": "assistant", "content": answer}]
+
+
+def _plain(text: str) -> str:
+    return " ".join(_MARKUP.sub("", text).split())
+
+
+def _key_words(sentence: str, df: Counter, rng: random.Random) -> str:
+    """2-4 of the sentence's rarer words, in the sentence's order, as a searcher types them."""
+    words = re.findall(r"[A-Za-z0-9][A-Za-z0-9\-:.']*[A-Za-z0-9]|[A-Za-z0-9]", _plain(sentence))
+    candidates = [w for w in words if content_words(w)]
+    if len(candidates) < 2:
+        return ""
+    ranked = sorted(set(candidates), key=lambda w: (df[next(iter(content_words(w)))], rng.random()))
+    chosen = set(ranked[: rng.randint(2, min(4, len(ranked)))])
+    key = " ".join(w for w in dict.fromkeys(candidates) if w in chosen)
+    return key.lower() if rng.random() < 0.7 else key
+
+
+def _ask(key: str, rng: random.Random) -> str:
+    return rng.choice(_TEMPLATES).format(k=key)
+
+
+def grounded_corpus(settings, docs, transcripts, *, seed: int = 0, log=print) -> TrainingSet:
+    """Index ``docs`` in a scratch store with ``settings``' retrieval, and build the training
+    set the way the gateway would ground each question."""
+    import tempfile
+    from pathlib import Path
+
+    from assistant.corpus import demo_corpus
+    from assistant.grounder import Grounder
+    from assistant.grounding import PromptBuilder
+    from assistant.index_service import index_into, make_embedder, make_retriever
+    from retrieval.manifest import get_all
+    from retrieval.store import open_client
+
+    conversations, _ = demo_corpus(Path(transcripts), Path(docs))
+    embedder = make_embedder(settings)
+    with tempfile.TemporaryDirectory(prefix="demo-train-") as scratch:
+        client = open_client(Path(scratch))
+        index_into(settings, client, embedder, [Path(docs)], progress=False, log=log)
+        stored = get_all(
+            client.get_collection(settings.collection), include=["documents", "metadatas"]
+        )
+        chunks = [
+            (m["source"], m.get("section", ""), text)
+            for text, m in zip(stored["documents"], stored["metadatas"], strict=True)
+        ]
+        chunks.sort()
+        retriever = make_retriever(settings, client, embedder)
+        grounder = Grounder(
+            retriever,
+            PromptBuilder.from_file(company=settings.company_name),
+            k=settings.retrieval_k,
+            min_score=settings.retrieval_min_score,
+            min_top_score=settings.retrieval_min_top_score,
+            max_chars=settings.retrieval_max_chars,
+        )
+        rng = random.Random(seed)
+        questions = doc_questions(chunks, rng) + transcript_questions(conversations)
+        log(f"{len(questions)} questions from {len(chunks)} passages and the transcripts")
+        result = build_training_set(
+            lambda q: retriever.search(q, settings.retrieval_k),
+            grounder.keep,
+            grounder.prompts.apply,
+            questions,
+            seed=seed,
+            log=log,
+        )
+    return result
