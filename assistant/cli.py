@@ -251,11 +251,14 @@ def demo_model(
     transcripts: Path = typer.Option(Path("data/transcripts"), help="Training conversations."),
     docs: Path = typer.Option(Path("data/docs"), help="Training documents."),
     size: str = typer.Option(
-        "small", help="small (the demo: shipped, or --rebuild) or tiny (tests: trained, seconds)."
+        "grounded",
+        help="grounded (the demo: shipped, or --rebuild, about an hour), small (the language "
+        "model alone, minutes, does not cite) or tiny (tests, seconds).",
     ),
-    max_steps: int | None = typer.Option(None, help="Language-model steps [small 300]."),
+    max_steps: int | None = typer.Option(None, help="Language-model steps [grounded 300]."),
     sft_steps: int | None = typer.Option(
-        None, help="Steps on the grounded task (sources + question -> cited answer) [small 1500]."
+        None,
+        help="Steps on the grounded task (sources + question -> cited answer) [grounded 1500].",
     ),
     seed: int = typer.Option(0, help="Random seed."),
     force: bool = typer.Option(False, "--force", help="Replace a model already in --output."),
@@ -283,13 +286,19 @@ def demo_model(
         emit({"output": str(output), "built": False, **_flat(report)}, as_json)
         return
     custom = max_steps is not None or sft_steps is not None or seed != 0
-    if size == "small" and not rebuild and not custom and (SHIPPED / MARKER).is_file():
-        from finetune.demo_model import install_shipped
+    if size == "grounded" and not rebuild and not custom:
+        if (SHIPPED / MARKER).is_file():
+            from finetune.demo_model import install_shipped
 
-        report = install_shipped(output)
-        echo_err(f"demo model copied to {output} (checksums verified)")
-        emit({"output": str(output), "built": True, "shipped": True, **_flat(report)}, as_json)
-        return
+            report = install_shipped(output)
+            echo_err(f"demo model copied to {output} (checksums verified)")
+            emit({"output": str(output), "built": True, "shipped": True, **_flat(report)}, as_json)
+            return
+        echo_err(
+            "no shipped demo model in this checkout: training the small one (minutes; it does "
+            "not cite). `--rebuild` trains the grounded one (about an hour)."
+        )
+        size = "small"
     from dataclasses import replace
 
     from assistant.corpus import demo_corpus

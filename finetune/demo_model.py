@@ -40,7 +40,7 @@ CHAT_TEMPLATE = (
 
 MARKER = "demo-model.json"
 CHECKSUMS = "SHA256SUMS"
-# The shipped build of the "small" recipe (`assistant demo-model --rebuild` reproduces it).
+# The shipped build of the "grounded" recipe (`assistant demo-model --rebuild` reproduces it).
 SHIPPED = Path(__file__).parent / "demo_weights"
 LABEL = (
     "helpdesk-demo: DEMO MODEL - a tiny model trained here to quote its sources, "
@@ -79,9 +79,11 @@ class DemoModelConfig:
 SIZES: dict[str, DemoModelConfig] = {
     # The default of `make demo`, shipped in demo_weights/: language model, then the
     # grounded task; about an hour on two CPU cores (`assistant demo-model --rebuild`).
-    "small": DemoModelConfig(
+    "grounded": DemoModelConfig(
         max_steps=300, sft_steps=1500, sft_learning_rate=2e-3, save_dtype="bfloat16"
     ),
+    # The language model alone: a few minutes on two CPU cores; it does not cite.
+    "small": DemoModelConfig(),
     # For tests: seconds to build, still loads in vLLM (head size 64).
     "tiny": DemoModelConfig(
         vocab_size=1024,
