@@ -70,8 +70,9 @@ class Receiver:
         self.server.server_close()
 
 
-def wait_for(check, timeout: float = 5.0, every: float = 0.02):
-    """``check()``'s first truthy value within ``timeout`` seconds, else an AssertionError."""
+def wait_for(check, timeout: float = 60.0, every: float = 0.02):
+    """``check()``'s first truthy value within ``timeout`` seconds, else an AssertionError
+    (generous: it returns as soon as ``check`` holds, and a loaded CI machine is slow)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
