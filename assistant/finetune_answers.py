@@ -41,9 +41,15 @@ def answers_before_after(
     k: int = 4,
     max_tokens: int = 256,
     timeout: float = 180.0,
+    url: str | None = None,
+    adapter_name: str = ADAPTER_NAME,
 ) -> dict[str, dict]:
     """``{"before": summary, "after": summary}``; each run's answers, summary, table and plot
-    go to ``out/before`` and ``out/after`` (compare them with `eval-answers --compare`)."""
+    go to ``out/before`` and ``out/after`` (compare them with `eval-answers --compare`).
+    ``url``: a server already serving ``base`` and the adapter as ``adapter_name``, instead
+    of starting one."""
+    from contextlib import nullcontext
+
     from assistant import answer_eval as ev
     from assistant import answer_metrics as am
     from assistant.answer_report import write_run
@@ -52,11 +58,16 @@ def answers_before_after(
     embedder = ev.LazyEmbedder(lambda: SentenceTransformerEmbedder(am.EMBEDDER_MODEL))
     support = am.EmbedderSupport(embedder)
     runs: dict[str, dict] = {}
-    with ev.started_server(base, log, adapters={ADAPTER_NAME: Path(adapter)}) as url:
+    server = (
+        nullcontext(url)
+        if url
+        else ev.started_server(base, log, adapters={adapter_name: Path(adapter)})
+    )
+    with server as url:
         asker = ev.Asker(url, None, k, max_tokens, timeout)
         texts = ev.SourceTexts(url, None, timeout)
         try:
-            for label, model in (("before", asker.served_model()), ("after", ADAPTER_NAME)):
+            for label, model in (("before", asker.served_model()), ("after", adapter_name)):
                 log(f"answers {label}: {len(questions)} questions to {model}")
                 records = ev.run(questions, asker, model, texts, support, embedder, log)
                 summary = am.summarize(records, support.method)

