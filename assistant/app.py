@@ -26,7 +26,7 @@ from assistant.escalation_worker import EscalationWorker, register_metrics
 from assistant.feedback_service import FeedbackService
 from assistant.gap_warmer import GapWarmer
 from assistant.grounder import Grounder
-from assistant.grounding import Index, PromptBuilder
+from assistant.grounding import Index
 from assistant.index_service import IndexService
 from assistant.metrics import Metrics, RequestMetrics
 from assistant.query_expansion import HydeExpander
@@ -121,13 +121,9 @@ def create_app(
     app.state.embeddings = (
         EmbeddingService(embedder, settings.embedding_model) if embedder is not None else None
     )
-    grounder = Grounder(
+    grounder = Grounder.from_settings(
         index,
-        PromptBuilder.from_file(company=settings.company_name),
-        k=settings.retrieval_k,
-        min_score=settings.retrieval_min_score,
-        min_top_score=settings.retrieval_min_top_score,
-        max_chars=settings.retrieval_max_chars,
+        settings,
         enabled=settings.retrieval_enabled and index is not None,
         observe=metrics.retrieval.observe,
         expand=HydeExpander(upstream, settings.model_name),

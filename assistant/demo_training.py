@@ -222,7 +222,6 @@ def grounded_corpus(settings, docs, transcripts, *, seed: int = 0, log=print) ->
 
     from assistant.corpus import demo_corpus
     from assistant.grounder import Grounder
-    from assistant.grounding import PromptBuilder
     from assistant.index_service import index_into, make_embedder, make_retriever
     from retrieval.manifest import get_all
     from retrieval.store import open_client
@@ -241,14 +240,7 @@ def grounded_corpus(settings, docs, transcripts, *, seed: int = 0, log=print) ->
         ]
         chunks.sort()
         retriever = make_retriever(settings, client, embedder)
-        grounder = Grounder(
-            retriever,
-            PromptBuilder.from_file(company=settings.company_name),
-            k=settings.retrieval_k,
-            min_score=settings.retrieval_min_score,
-            min_top_score=settings.retrieval_min_top_score,
-            max_chars=settings.retrieval_max_chars,
-        )
+        grounder = Grounder.from_settings(retriever, settings)
         rng = random.Random(seed)
         questions = doc_questions(chunks, rng) + transcript_questions(conversations)
         log(f"{len(questions)} questions from {len(chunks)} passages and the transcripts")

@@ -56,6 +56,21 @@ class Grounder:
         self.hyde = hyde  # whether to expand when the request does not say
         self.link = link  # a short-lived URL that opens a cited document
 
+    @classmethod
+    def from_settings(cls, index: Index | None, settings, **wiring) -> Grounder:
+        """The grounder the settings describe (k, relevance floor and gate, prompt budget,
+        the prompt template with the company name); ``wiring``: the server's extras
+        (enabled, observe, expand, hyde, link)."""
+        return cls(
+            index,
+            PromptBuilder.from_file(company=settings.company_name),
+            k=settings.retrieval_k,
+            min_score=settings.retrieval_min_score,
+            min_top_score=settings.retrieval_min_top_score,
+            max_chars=settings.retrieval_max_chars,
+            **wiring,
+        )
+
     async def ground(
         self, messages: list[dict], options=None, scope: frozenset[str] | None = None
     ) -> Grounding | None:

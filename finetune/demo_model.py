@@ -347,7 +347,7 @@ def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, prog
     import torch
     from tqdm import tqdm
 
-    from finetune.train import eval_loss, tokenize_conversation
+    from finetune.train import eval_loss, pad_batch, tokenize_conversation
 
     examples = [tokenize_conversation(tokenizer, c, config.sft_seq_len) for c in grounded]
     examples = [e for e in examples if e is not None]
@@ -377,7 +377,7 @@ def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, prog
     start, tokens, loss_value = time.perf_counter(), 0, float("nan")
     bar = tqdm(range(config.sft_steps), desc="training grounded answers", disable=not progress)
     for _step in bar:
-        ids, labels, mask = _pad(rng.choice(batches))
+        ids, labels, mask = pad_batch(rng.choice(batches))
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -402,21 +402,6 @@ def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, prog
         "answer_loss_before": before,
         "answer_loss_after": after,
     }
-
-
-def _pad(batch: list[dict]):
-    import torch
-
-    width = max(len(e["input_ids"]) for e in batch)
-    ids = torch.zeros((len(batch), width), dtype=torch.long)
-    labels = torch.full((len(batch), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, e in enumerate(batch):
-        n = len(e["input_ids"])
-        ids[row, :n] = torch.tensor(e["input_ids"])
-        labels[row, :n] = torch.tensor(e["labels"])
-        mask[row, :n] = 1
-    return ids, labels, mask
 
 
 def _eval_loss(model, blocks) -> float:

@@ -117,6 +117,22 @@ def tokenize_all(tokenizer, records: list[dict], max_length: int) -> list[dict]:
     return out
 
 
+def pad_batch(batch: list[dict]):
+    """input_ids, labels (-100 on padding) and attention mask, right-padded to the longest."""
+    import torch
+
+    width = max(len(e["input_ids"]) for e in batch)
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, e in enumerate(batch):
+        n = len(e["input_ids"])
+        ids[row, :n] = torch.tensor(e["input_ids"])
+        labels[row, :n] = torch.tensor(e["labels"])
+        mask[row, :n] = 1
+    return ids, labels, mask
+
+
 def eval_loss(model, examples: list[dict], batch_size: int = 8) -> dict:
     """Mean cross-entropy over assistant tokens, and its perplexity."""
     import torch
@@ -126,16 +142,7 @@ def eval_loss(model, examples: list[dict], batch_size: int = 8) -> dict:
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
-            batch = examples[start : start + batch_size]
-            width = max(len(e["input_ids"]) for e in batch)
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, e in enumerate(batch):
-                n = len(e["input_ids"])
-                ids[row, :n] = torch.tensor(e["input_ids"])
-                labels[row, :n] = torch.tensor(e["labels"])
-                mask[row, :n] = 1
+            ids, labels, mask = pad_batch(examples[start : start + batch_size])
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             logits = logits[:, :-1].float()
             target = labels[:, 1:].to(device)

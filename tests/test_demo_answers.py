@@ -46,7 +46,6 @@ def answer(tmp_path_factory):
 
     from assistant.answer_metrics import EmbedderSupport, Evidence, score_answer
     from assistant.grounder import Grounder
-    from assistant.grounding import PromptBuilder
     from assistant.index_service import index_into, make_embedder, make_retriever
     from assistant.settings import Settings
     from retrieval.store import open_client
@@ -56,19 +55,12 @@ def answer(tmp_path_factory):
     docs.mkdir()
     for name in DOCS:
         shutil.copy(DATA / "docs" / name, docs / name)
-    settings = Settings(home=home)
+    settings = Settings(home=home, company_name="Fennmoor Logistics")
     embedder = make_embedder(settings)
     client = open_client(home / "index")
     index_into(settings, client, embedder, [docs], progress=False, log=lambda _: None)
     retriever = make_retriever(settings, client, embedder)
-    grounder = Grounder(
-        retriever,
-        PromptBuilder.from_file(company="Fennmoor Logistics"),
-        k=settings.retrieval_k,
-        min_score=settings.retrieval_min_score,
-        min_top_score=settings.retrieval_min_top_score,
-        max_chars=settings.retrieval_max_chars,
-    )
+    grounder = Grounder.from_settings(retriever, settings)
     tokenizer = AutoTokenizer.from_pretrained(SHIPPED)
     model = AutoModelForCausalLM.from_pretrained(SHIPPED, dtype=torch.float32).eval()
     support = EmbedderSupport(embedder)
