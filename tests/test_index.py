@@ -13,24 +13,23 @@ DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"
 
 
 def index(docs: Path, store: Path, *extra: str, env: dict | None = None):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "assistant",
-            "index",
-            str(docs),
-            "--store",
-            str(store),
-            "--json",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        timeout=600,
+    """``assistant index DOCS --store STORE --json EXTRA`` in this process (CliRunner, as
+    simonw/llm tests its CLI): the libraries and the embedding model load once for the
+    whole module, not once per call. Returns the JSON report and what went to stderr."""
+    from typer.testing import CliRunner
+
+    from assistant.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["index", str(docs), "--store", str(store), "--json", *extra],
+        env={"HF_HUB_OFFLINE": "1", **(env or {})},
+        catch_exceptions=False,
     )
-    assert result.returncode == 0, result.stderr
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()  # as when the command's process ends
+    assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
 
