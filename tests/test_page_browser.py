@@ -221,6 +221,28 @@ def test_admin_tab_needs_the_key_then_uploads_and_reindexes(served, browser, tmp
     assert (served.home / "docs" / "kiosk-printer.md").is_file()
     shot(browser, "admin-reindexed")
 
+    # analytics: the questions asked above, as a summary, plots and the content-gap table
+    show = browser.find_element(By.ID, "analytics-show")
+    browser.execute_script("arguments[0].scrollIntoView()", show)
+    show.click()
+    summary = wait_for(
+        lambda: (
+            (t := browser.find_element(By.ID, "analytics-summary").text) and "questions" in t and t
+        ),
+        what="the analytics summary",
+    )
+    assert "grounded in the docs" in summary and "deflection" in summary
+    for name in ("questions_per_day", "top_sources", "content_gaps"):
+        plot = browser.find_element(By.ID, f"plot-{name}")
+        wait_for(
+            lambda plot=plot: plot.find_elements(By.CSS_SELECTOR, "canvas, svg"),
+            what=f"the {name} plot drawn",
+        )
+    browser.execute_script(
+        "arguments[0].scrollIntoView()", browser.find_element(By.ID, "plot-questions_per_day")
+    )
+    shot(browser, "admin-analytics")
+
 
 def test_phone_width_layout(served, browser):
     from selenium.webdriver.common.by import By

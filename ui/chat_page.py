@@ -6,13 +6,15 @@ actions, when the docs do not cover it or the answer is disliked), like/dislike 
 optional correction, stop/retry/clear, and a model picker (base model and adapters).
 For IT admins (signed in with an admin account, or with the admin key): upload documents
 and reindex with progress, the index overview, and the feedback overview with an export as
-training data.
+training data; analytics (questions, grounded share, ratings, tickets, deflection, top
+sources and content gaps, as plots and tables, with CSV downloads; ``ui.analytics``).
 
 This module is the layout and its wiring; what each event does is ``PageController``
 (``ui.controller``), over ``Client``. It imports nothing from ``assistant``: everything
 goes over HTTP, like any other client.
 """
 
+from ui.analytics import GAP_HEADERS, TABLES, make_plots
 from ui.controller import (
     ESCALATION,
     SESSION_COOKIE,
@@ -229,6 +231,40 @@ def build_page(
                             "Export as training data", size="sm", elem_id="export"
                         )
                     export_file = gr.File(label="Training data (JSONL)", interactive=False)
+                    gr.Markdown("### Analytics")
+                    with gr.Row(equal_height=True):
+                        first_day = gr.Textbox(
+                            label="From (YYYY-MM-DD; empty: 6 days ago)",
+                            elem_id="analytics-from",
+                            scale=2,
+                        )
+                        last_day = gr.Textbox(
+                            label="To, included (empty: today)", elem_id="analytics-to", scale=2
+                        )
+                        show_btn = gr.Button("Show", elem_id="analytics-show", scale=1)
+                    analytics_summary = gr.Markdown(elem_id="analytics-summary")
+                    plots = make_plots()
+                    gaps = gr.Dataframe(
+                        headers=GAP_HEADERS,
+                        interactive=False,
+                        wrap=True,
+                        elem_id="gaps-table",
+                        label="Content gaps: questions the docs fail, by cluster",
+                    )
+                    with gr.Row(equal_height=True):
+                        table = gr.Dropdown(
+                            list(TABLES), value="content_gaps", label="Table", scale=2
+                        )
+                        csv_btn = gr.Button("Download as CSV", elem_id="analytics-csv", scale=1)
+                    csv_file = gr.File(label="CSV", interactive=False)
+                    show_btn.click(
+                        ctl.analytics.show,
+                        [first_day, last_day, admin_key],
+                        [analytics_summary, *plots, gaps],
+                    )
+                    csv_btn.click(
+                        ctl.analytics.download, [first_day, last_day, table, admin_key], csv_file
+                    )
 
                 admin_outputs = [overview, docs_dir, feedback_summary, latest]
                 admin_tab.select(

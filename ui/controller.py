@@ -245,6 +245,9 @@ class PageController:
         from ui.tickets import Tickets  # here: it uses this module's helpers
 
         self.tickets = Tickets(client)  # the "Open a ticket" action
+        from ui.analytics import AdminAnalytics
+
+        self.analytics = AdminAnalytics(client)  # the Admin tab's analytics section
 
     # --- chat ------------------------------------------------------------------------
     def ask(

@@ -10,7 +10,7 @@ import asyncio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from assistant.analytics_export import TABLES, tables, to_csv
+from assistant.analytics_export import TABLES, figures, tables, to_csv
 from assistant.errors import APIError
 from assistant.routes.admin import require_admin_key
 
@@ -27,7 +27,8 @@ async def analytics(
     clusters: int = Query(20, description="Content-gap clusters listed, largest first."),
 ):
     """Counts per day, grounded share, ratings, escalations, deflection rate, top sources
-    and content-gap clusters for the days ``from`` to ``to`` (default: the last 7 days)."""
+    and content-gap clusters for the days ``from`` to ``to`` (default: the last 7 days);
+    in JSON also ``figures``, the data of each plot (``analytics_export.figures``)."""
     if format not in ("json", "csv"):
         raise APIError(400, "'format' must be json or csv")
     if table not in TABLES:
@@ -35,7 +36,7 @@ async def analytics(
     service = request.app.state.analytics
     report = await asyncio.to_thread(service.report, first, last, clusters)
     if format == "json":
-        return report
+        return {**report, "figures": figures(report)}  # what the admin tab plots
     name = f"analytics-{table}-{report['from']}-{report['to']}.csv"
     return PlainTextResponse(
         to_csv(tables(report)[table]),
