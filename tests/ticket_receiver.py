@@ -14,7 +14,8 @@ class Receiver:
     """``answer(request) -> (status, body, delay_s[, headers])``; the default creates a
     ticket once per idempotency key and answers ``{"id": "T-n"}`` (201, or 200 for a repeat)."""
 
-    def __init__(self, answer=None) -> None:
+    def __init__(self, answer=None, port: int = 0) -> None:
+        """``port`` 0: any free one; a fixed one brings "the same" system back after an outage."""
         self.requests: list[dict] = []
         self.tickets: dict[str, str] = {}  # idempotency key -> ticket id
         self.answer = answer or self.create
@@ -53,7 +54,7 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
