@@ -53,3 +53,41 @@ def test_bad_head_size_is_refused(tmp_path):
 def test_empty_corpus_is_refused(tmp_path):
     with pytest.raises(FinetuneError, match="no training text"):
         build_demo_model(tmp_path, [], [], SIZES["tiny"])
+
+
+def test_copy_examples_quote_a_span_of_their_context_with_loss_on_the_quote_only(tiny_model):
+    from transformers import AutoTokenizer
+
+    from finetune.demo_model import COPY_PROMPT, copy_examples
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    stream = tok("The VPN client shows TP-204 when the certificate expired. " * 40)["input_ids"]
+    config = DemoModelConfig(copy_context=64)
+    prompt = tok(COPY_PROMPT, add_special_tokens=False)["input_ids"]
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for e in copy_examples(tok, stream, 20, config, seed=3):
+        ids, labels = e["input_ids"], e["labels"]
+        context, after = ids[:64], ids[64 + len(prompt) :]
+        assert ids[64 : 64 + len(prompt)] == prompt and ids[-1] == end
+        quote = after[:-1]
+        assert 8 <= len(quote) <= 40
+        assert any(context[i : i + len(quote)] == quote for i in range(64))  # a span of it
+        graded = [t for t in labels if t != -100]
+        assert graded == [*quote[2:], end]  # the first two tokens are the hint, not graded
+        assert labels[: 64 + len(prompt) + 2] == [-100] * (64 + len(prompt) + 2)
+    again = copy_examples(tok, stream, 20, config, seed=3)
+    assert again == copy_examples(tok, stream, 20, config, seed=3)  # reproducible
+
+
+def test_the_copy_phase_runs_and_reports_quoting_before_and_after(tmp_path):
+    from dataclasses import replace
+
+    texts = ["Printers: badge in at the device, then pick Release all. " * 30] * 4
+    report = build_demo_model(
+        tmp_path / "m", [], texts, replace(SIZES["tiny"], max_steps=3, copy_steps=3),
+        progress=False, log=lambda _m: None,
+    )  # fmt: skip
+    copy = report["copy"]
+    assert copy["steps"] == 3
+    assert 0 <= copy["quoted_tokens_right_before"] <= 1
+    assert 0 <= copy["quoted_tokens_right_after"] <= 1
