@@ -128,6 +128,20 @@ class EscalationService:
             raise APIError(404, f"no escalation '{escalation}'", code="escalation_not_found")
         return view(row)
 
+    def requeue(self, escalation: str) -> dict:
+        """Send a failed escalation again (after its ticket system or settings are fixed)."""
+        row, requeued = self.store.requeue(escalation)
+        if row is None:
+            raise APIError(404, f"no escalation '{escalation}'", code="escalation_not_found")
+        if not requeued:
+            raise APIError(
+                409,
+                f"escalation '{escalation}' is {row['state']}: only a failed one is sent again",
+                code="escalation_not_failed",
+            )
+        self.wake()
+        return view(row, admin=True)
+
     def listing(self, state: str | None, limit: int) -> dict:
         if state is not None and state not in ("queued", "sent", "failed"):
             raise APIError(400, "'state' must be queued, sent or failed")

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS escalations (
     deliveries TEXT NOT NULL DEFAULT '{}',-- JSON: {connector: {"state", "reference", "reason"}}
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
-    reason TEXT                           -- why it failed, or the last retryable error
+    reason TEXT,                          -- why it failed, or the last retryable error
+    queued_at REAL                        -- re-queued by an admin at (give-up clock), or NULL
 );
 CREATE INDEX IF NOT EXISTS escalations_due ON escalations (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS escalations_user ON escalations (user, created_at);
@@ -43,7 +44,7 @@ CREATE INDEX IF NOT EXISTS escalations_user ON escalations (user, created_at);
 STATES = ("queued", "sent", "failed")
 _COLUMNS = (
     "id, user, created_at, updated_at, state, ticket, idempotency_key, connectors, "
-    "deliveries, attempts, next_attempt_at, reason"
+    "deliveries, attempts, next_attempt_at, reason, queued_at"
 )
 
 
@@ -63,6 +64,9 @@ class EscalationStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(escalations)")}
+        if "queued_at" not in columns:  # an outbox from before admins could re-queue
+            self._db.execute("ALTER TABLE escalations ADD COLUMN queued_at REAL")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -90,7 +94,7 @@ class EscalationStore:
         key = ticket.get("idempotency_key") or secrets.token_hex(16)
         self._exec(
             f"INSERT INTO escalations ({_COLUMNS}) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, '{{}}', "
-            "0, ?, NULL)",
+            "0, ?, NULL, NULL)",
             (ticket["id"], user, now, now, json.dumps(ticket), key, json.dumps(connectors), now),
         )
         return self.get(ticket["id"])  # type: ignore[return-value]
@@ -169,6 +173,29 @@ class EscalationStore:
             "updated_at = ? WHERE id = ?",
             (attempts, at, reason, time.time(), escalation),
         )
+
+    def requeue(self, escalation: str) -> tuple[dict | None, bool]:
+        """A ``failed`` escalation queued again, due now, its give-up clock restarted: the
+        connectors that failed are tried again, those that delivered keep their ticket.
+        The escalation afterwards (``None``: there is none) and whether it was re-queued
+        (only a ``failed`` one is)."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT state, deliveries FROM escalations WHERE id = ?", (escalation,)
+            ).fetchone()
+            if row is None:
+                return None, False
+            requeued = row[0] == "failed"
+            if requeued:
+                kept = {n: d for n, d in json.loads(row[1]).items() if d.get("state") == "sent"}
+                db.execute(
+                    "UPDATE escalations SET state = 'queued', deliveries = ?, attempts = 0, "
+                    "reason = NULL, next_attempt_at = ?, queued_at = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (json.dumps(kept), now, now, now, escalation),
+                )
+        return self.get(escalation), requeued
 
     def counts(self) -> dict[str, int]:
         found = dict(self._exec("SELECT state, COUNT(*) FROM escalations GROUP BY state"))

@@ -135,14 +135,15 @@ class EscalationWorker:
         now = time.time()
         if waiting:
             reason = "; ".join(f"{name}: {exc}" for name, exc in waiting)
-            deadline = row["created_at"] + self.give_up_s
+            since = row.get("queued_at") or row["created_at"]  # an admin's re-queue restarts it
+            deadline = since + self.give_up_s
             if now < deadline:
                 delay = backoff(attempts, self.retry_initial_s, self.retry_max_s, self.rand)
                 asked = max((e.retry_after or 0.0) for _, e in waiting)
                 delay = max(delay, min(asked, self.retry_max_s))
                 self.store.retry_later(row["id"], attempts, min(now + delay, deadline), reason)
                 return "queued"
-            took = now - row["created_at"]
+            took = now - since
             for name, exc in waiting:
                 given_up = {"state": "failed", "reason": f"gave up after {attempts} attempts "
                             f"in {took:.0f} s; last: {exc}"}  # fmt: skip

@@ -156,8 +156,61 @@ def test_a_4xx_fails_at_once_with_its_message_and_admins_see_it(tmp_path):
             assert_openai_error(http.get("/v1/admin/escalations?state=lost", headers=ADMIN), 400)
             assert_openai_error(http.get("/v1/admin/escalations", headers=http.keys["bob"]), 403)
             assert 'assistant_escalations{state="failed"} 1.0' in http.get("/metrics").text
+
+            # the ticket system is fixed: an admin sends it again, once
+            refusing.answer = refusing.create
+            retry = f"/v1/admin/escalations/{done['id']}/retry"
+            assert_openai_error(http.post(retry, headers=http.keys["bob"]), 403)
+            again = http.post(retry, headers=ADMIN)
+            assert again.status_code == 200 and again.json()["state"] == "queued"
+            assert again.json()["attempts"] == 0 and again.json()["reason"] is None
+            sent = settled(http, done["id"], "bob")
+            assert sent["state"] == "sent" and sent["reference"] == "T-1"
+            assert len(refusing.requests) == 2 and len(refusing.tickets) == 1
+            keys = {r["headers"]["Idempotency-Key"] for r in refusing.requests}
+            assert len(keys) == 1  # the same escalation: the same key
+            err = assert_openai_error(http.post(retry, headers=ADMIN), 409)
+            assert err["code"] == "escalation_not_failed"
+            missing = http.post("/v1/admin/escalations/esc-nope/retry", headers=ADMIN)
+            assert assert_openai_error(missing, 404)["code"] == "escalation_not_found"
+            assert 'assistant_escalations{state="sent"} 1.0' in http.get("/metrics").text
     finally:
         refusing.close()
+
+
+def test_a_requeue_keeps_delivered_tickets_and_restarts_the_give_up_clock(tmp_path):
+    store = EscalationStore(tmp_path / "e.sqlite")
+    ticket = {"id": store.new_id(), "summary": "s"}
+    store.add(ticket, "alice", ["webhook", "email"])
+    store.record_delivery(ticket["id"], "webhook", {"state": "sent", "reference": "T-9"})
+    store.record_delivery(ticket["id"], "email", {"state": "failed", "reason": "535 auth"})
+    store.finish(ticket["id"], "failed", 3, "email: 535 auth")
+    row, requeued = store.requeue(ticket["id"])
+    assert requeued and row["state"] == "queued" and row["attempts"] == 0
+    assert row["deliveries"] == {"webhook": {"state": "sent", "reference": "T-9"}}
+    assert row["queued_at"] >= row["created_at"] and row["reason"] is None
+    assert store.requeue(ticket["id"])[1] is False  # queued already: unchanged
+    assert store.requeue("esc-none") == (None, False)
+    [due] = store.claim()
+    assert due["id"] == ticket["id"]
+    store.close()
+
+
+def test_an_outbox_from_before_requeue_is_migrated(tmp_path):
+    import sqlite3
+
+    from assistant.escalation_store import SCHEMA
+
+    import re
+
+    old = re.sub(r",(\s*-- why it failed[^\n]*)\n\s*queued_at REAL[^\n]*", r"\1", SCHEMA)
+    assert "queued_at" not in old.split("CREATE INDEX")[0]
+    with sqlite3.connect(tmp_path / "e.sqlite") as db:
+        db.executescript(old)
+    store = EscalationStore(tmp_path / "e.sqlite")
+    row = store.add({"id": "esc-1", "summary": "s"}, "alice", ["webhook"])
+    assert row["queued_at"] is None and row["state"] == "queued"
+    store.close()
 
 
 def test_5xx_and_timeouts_are_retried_with_one_idempotency_key(tmp_path):

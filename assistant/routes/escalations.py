@@ -40,3 +40,11 @@ async def get_escalation(request: Request, escalation: str):
 async def list_escalations(request: Request, state: str | None = None, limit: int = 50):
     """Every user's escalations, newest first; ``?state=failed`` for those given up."""
     return await asyncio.to_thread(request.app.state.escalations.listing, state, limit)
+
+
+@admin.post("/{escalation}/retry")
+async def retry_escalation(request: Request, escalation: str):
+    """Queue a ``failed`` escalation again, due now (after fixing the ticket system or the
+    connector's settings): its failed connectors are tried again with a fresh give-up time,
+    those that made a ticket are not. 404 if there is none, 409 if it is not failed."""
+    return await asyncio.to_thread(request.app.state.escalations.requeue, escalation)
