@@ -46,6 +46,7 @@ MIGRATIONS = {
         "UPDATE answers SET grounded = (sources != '[]')",
     ),
     "question": ("ALTER TABLE answers ADD COLUMN question TEXT",),
+    "tried": ("ALTER TABLE answers ADD COLUMN tried TEXT",),
 }
 
 SCHEMA = """
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS answers (
     state TEXT NOT NULL,                 -- hash of messages + answer: what a follow-up extends
     grounded INTEGER,                    -- 1/0: answered from the docs or not; NULL: retrieval off
     question TEXT,                       -- the last question, PII-scrubbed, for analytics
+    tried TEXT,                          -- JSON: passages found but not given to the model
     PRIMARY KEY (id, user)               -- ids come from the engine: never trust them unique
 );
 CREATE INDEX IF NOT EXISTS answers_user ON answers (user, created_at);
@@ -200,9 +202,11 @@ class AnswerLog:
     def record(
         self, *, id: str, user: str, model: str, messages: list[dict], answer: str,
         sources: list[dict] | None = None, grounded: bool | None = None,
+        tried: list[dict] | None = None,
     ) -> str:  # fmt: skip
         """Keep an answer; returns the id of the conversation it belongs to. ``grounded``:
-        whether retrieval found passages for it (``None``: retrieval was off)."""
+        whether retrieval found passages for it (``None``: retrieval was off); ``tried``:
+        the passages it found that the model was not given (under the relevance bar)."""
         now = time.time()
         if now - self._purged_at > 3600:  # the retention is applied while the server runs too
             self.purge(now)
@@ -234,9 +238,11 @@ class AnswerLog:
                 )
             self._db.execute(
                 "INSERT OR REPLACE INTO answers (id, user, created_at, model, messages, answer, "
-                "sources, conversation, state, grounded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sources, conversation, state, grounded, tried) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (id, user, now, model, json.dumps(messages), answer, json.dumps(sources or []),
-                 conversation, state, None if grounded is None else int(grounded)),
+                 conversation, state, None if grounded is None else int(grounded),
+                 json.dumps(tried or [])),
             )  # fmt: skip
         self._scrubbing = self._scrubber.submit(
             self._keep_question, id, user, last_question(messages)
@@ -266,7 +272,7 @@ class AnswerLog:
         if head is None:
             return None
         rows = self._db.execute(
-            "SELECT id, messages, answer, sources, model, created_at FROM answers "
+            "SELECT id, messages, answer, sources, model, created_at, tried FROM answers "
             "WHERE conversation = ? ORDER BY created_at",
             (conversation,),
         ).fetchall()
@@ -287,6 +293,7 @@ class AnswerLog:
                     "sources": json.loads(r[3]),
                     "model": r[4],
                     "created_at": r[5],
+                    "tried": json.loads(r[6] or "[]"),
                 }
                 for r in rows
             ],

@@ -96,8 +96,9 @@ class ChatService:
         sources = grounding.sources if grounding is not None else []
         extension = grounding.extension() if grounding is not None else None
         grounded = grounding.grounded if grounding is not None else None  # None: retrieval off
+        tried = grounding.tried if grounding is not None else []
         record = {"user": principal.name, "model": request.model, "messages": asked,
-                  "sources": sources, "grounded": grounded}  # fmt: skip
+                  "sources": sources, "grounded": grounded, "tried": tried}  # fmt: skip
         if not request.stream:
             result = await self.upstream.post("/v1/chat/completions", body)
             if extension:

@@ -98,7 +98,11 @@ class EscalationService:
                 )
             transcript = [{"role": m["role"], "content": m["content"]} for m in found["messages"]]
             model = found["answers"][-1]["model"] if found["answers"] else model
-            sources = _sources(a["sources"] for a in found["answers"])
+            used = _sources(a["sources"] for a in found["answers"])
+            named = {s["source"] for s in used}
+            found_only = _sources(a.get("tried") for a in found["answers"])
+            tried = [{**s, "used": False} for s in found_only if s["source"] not in named]
+            sources = [{**s, "used": True} for s in used] + tried
         else:
             transcript = [{"role": m.role, "content": m.content} for m in request.messages or []]
         question = next((m["content"] for m in transcript if m["role"] == "user"), "")
@@ -176,7 +180,7 @@ def view(row: dict, admin: bool = False) -> dict:
 
 
 def _sources(answer_sources) -> list[dict]:
-    """Every document the answers cited, once, with its best score."""
+    """Every document of the answers' sources, once, with its best score."""
     best: dict[str, dict] = {}
     for sources in answer_sources:
         for s in sources or []:

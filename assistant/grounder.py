@@ -18,6 +18,9 @@ log = logging.getLogger("assistant")
 class Grounding:
     messages: list[dict]
     sources: list[dict] = field(default_factory=list)
+    # what the search found but the prompt did not get (under the relevance gate or floor):
+    # kept with the answer so a ticket shows what was tried; never sent to the client
+    tried: list[dict] = field(default_factory=list)
 
     @property
     def grounded(self) -> bool:
@@ -85,8 +88,13 @@ class Grounder:
         hyde = self.hyde if options is None or options.hyde is None else options.hyde
         if hyde and self.expand is not None and query:
             query = await self.expand(query)
-        kept = self.keep(await self._search(query, k, collection, scope))
-        return Grounding(self.prompts.apply(messages, kept), [self._cite(h) for h in kept])
+        found = await self._search(query, k, collection, scope)
+        kept = self.keep(found)
+        used = {(h.source, h.section, h.text) for h in kept}
+        tried = [h.citation() for h in found if (h.source, h.section, h.text) not in used]
+        return Grounding(
+            self.prompts.apply(messages, kept), [self._cite(h) for h in kept], tried
+        )
 
     def keep(self, passages: list) -> list:
         """The passages that go into the prompt, numbered from 1: none unless the best one

@@ -403,3 +403,16 @@ def test_settings_choose_several_connectors_at_once(tmp_path):
     assert connectors[4].url == "https://corp.service-now.com"
     for connector in connectors:
         connector.close()
+
+
+def test_the_text_ticket_says_which_documents_were_only_found():
+    from assistant.tickets.base import Template
+
+    ticket = {**TICKET, "sources": [
+        {"source": "vpn.md", "title": "VPN", "score": 0.7, "used": True},
+        {"source": "guest-wifi.html", "title": "Guest Wi-Fi", "score": 0.12, "used": False},
+        {"source": "old.md", "title": "From before the flag", "score": 0.5},
+    ]}  # fmt: skip
+    text = Template(None, "escalation_ticket.txt.j2").render(ticket)
+    assert "- VPN (vpn.md)\n" in text and "- From before the flag (old.md)\n" in text
+    assert "- Guest Wi-Fi (guest-wifi.html): found, but not close enough to answer from" in text

@@ -99,7 +99,11 @@ def test_a_conversation_becomes_a_signed_ticket_with_transcript_and_sources(tmp_
         assert ticket["priority"] == "high" and ticket["summary"] == "My VPN says TP-204"
         assert [m["role"] for m in ticket["transcript"]] == ["user", "assistant"]
         assert ticket["model"] == "helpdesk-demo" and ticket["conversation_id"] == conv
+        tried = {s["source"]: s["used"] for s in ticket["sources_tried"]}
         assert ticket["sources_tried"][0]["source"] == "vpn-error-codes.md"
+        # given to the model (cited), and found but under the relevance floor (0.12)
+        assert tried == {"vpn-error-codes.md": True, "acceptable-use-policy.pdf": True,
+                         "guest-wifi.html": False}  # fmt: skip
         assert ticket["links"]["conversation"].endswith(f"/v1/conversations/{conv}")
         assert ticket["links"]["escalation"].endswith(f"/v1/escalations/{escalation}")
         expected = hmac.new(b"s3cret", got["raw"], hashlib.sha256).hexdigest()
@@ -197,11 +201,10 @@ def test_a_requeue_keeps_delivered_tickets_and_restarts_the_give_up_clock(tmp_pa
 
 
 def test_an_outbox_from_before_requeue_is_migrated(tmp_path):
+    import re
     import sqlite3
 
     from assistant.escalation_store import SCHEMA
-
-    import re
 
     old = re.sub(r",(\s*-- why it failed[^\n]*)\n\s*queued_at REAL[^\n]*", r"\1", SCHEMA)
     assert "queued_at" not in old.split("CREATE INDEX")[0]

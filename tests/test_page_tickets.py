@@ -74,6 +74,9 @@ def test_an_answer_the_docs_do_not_cover_offers_a_ticket_first_and_opens_it(tick
     conversation = g.http.get("/v1/conversations").json()["data"][0]["id"]
     assert sent["conversation_id"] == conversation and sent["model"] == MODEL
     assert sent["summary"] == "Canteen hours" and sent["priority"] == "high"
+    # nothing was close enough to answer from, but the ticket says what was searched
+    assert sent["sources_tried"] == [{"source": "guest-wifi.html", "title": "Guest Wi-Fi",
+                                      "score": 0.12, "used": False}]  # fmt: skip
     assert [m["content"] for m in sent["transcript"]] == [OFF_TOPIC, history[1]["content"]]
     assert sent["links"]["conversation"].endswith(conversation)
 
