@@ -70,6 +70,7 @@ class DemoModelConfig:
     copy_context: int = 192
     copy_batch_size: int = 16
     copy_learning_rate: float = 2e-3
+    copy_random_share: float = 0.5
     # Second phase: the grounded task (numbered sources + question -> cited answer), loss on
     # the answers only. 0 steps: a plain language model, as the tiny test model is.
     sft_steps: int = 0
@@ -291,6 +292,36 @@ def _token_stream(tokenizer, samples: list[str], *, seed: int) -> list[int]:
     return ids
 
 
+def _schedule(model, lr: float, steps: int, floor: float):
+    """AdamW, and its learning rate: a linear warm-up over a twentieth of ``steps``, then a
+    cosine down to ``floor`` times ``lr``."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        frac = (step - warmup) / max(1, steps - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+
+
+def _optimise(model, optimizer, scheduler, ids, labels, mask=None) -> float:
+    """One optimisation step (gradients clipped at 1); the batch's loss."""
+    import torch
+
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return out.loss.item()
+
+
 def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool, log) -> dict:
     import torch
     from tqdm import tqdm
@@ -304,16 +335,7 @@ def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool,
     n_eval = max(1, n_blocks // 20)
     eval_blocks, train_blocks = blocks[:n_eval], blocks[n_eval:]
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    warmup = max(1, config.max_steps // 20)
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        frac = (step - warmup) / max(1, config.max_steps - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    optimizer, scheduler = _schedule(model, config.learning_rate, config.max_steps, 0.1)
     generator = torch.Generator().manual_seed(config.seed)
     eval_before = _eval_loss(model, eval_blocks)
     model.train()
@@ -322,14 +344,8 @@ def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool,
     for _step in bar:
         idx = torch.randint(len(train_blocks), (config.batch_size,), generator=generator)
         batch = train_blocks[idx]
-        out = model(input_ids=batch, labels=batch)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss_value = _optimise(model, optimizer, scheduler, batch, batch)
         tokens += batch.numel()
-        loss_value = out.loss.item()
         rate = tokens / (time.perf_counter() - start)
         bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}")
     seconds = time.perf_counter() - start
@@ -353,18 +369,27 @@ def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool,
 COPY_PROMPT = "\nQuote: "
 
 
-def copy_examples(tokenizer, stream: list[int], n: int, config: DemoModelConfig, seed: int):
+def copy_examples(
+    tokenizer, stream: list[int], n: int, config: DemoModelConfig, seed: int, random_share=None
+):
     """``n`` copying examples: ``copy_context`` tokens of the corpus, "Quote:", the first two
     tokens of a span of it (8 to 40 tokens), then the rest of the span and the end token,
-    the only tokens with a loss (``labels``, -100 elsewhere)."""
+    the only tokens with a loss (``labels``, -100 elsewhere). A ``random_share`` of them
+    (default ``config.copy_random_share``) have tokens drawn at random from the corpus's
+    instead of its text: only copying predicts those, which teaches it fastest."""
     rng = random.Random(seed)
     prompt = tokenizer(COPY_PROMPT, add_special_tokens=False)["input_ids"]
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     width = config.copy_context
+    share = config.copy_random_share if random_share is None else random_share
+    vocabulary = sorted(set(stream)) if share else []
     examples = []
     for _ in range(n):
-        at = rng.randrange(0, len(stream) - width)
-        context = stream[at : at + width]
+        if rng.random() < share:
+            context = [rng.choice(vocabulary) for _ in range(width)]
+        else:
+            at = rng.randrange(0, len(stream) - width)
+            context = stream[at : at + width]
         length = rng.randint(8, 40)
         start = rng.randrange(0, width - length)
         span = context[start : start + length]
@@ -397,39 +422,21 @@ def copy_accuracy(model, examples: list[dict]) -> float:
 def _train_copy(model, tokenizer, stream: list[int], config: DemoModelConfig, *, progress, log):
     """The copying phase: ``copy_steps`` batches of fresh ``copy_examples``; reports how much
     of a quote the model gets right before and after, on examples it never trained on."""
-    import torch
     from tqdm import tqdm
 
     from finetune.train import pad_batch
 
-    held = copy_examples(tokenizer, stream, 128, config, seed=config.seed + 7)
+    held = copy_examples(tokenizer, stream, 128, config, seed=config.seed + 7, random_share=0)
     before = copy_accuracy(model, held)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.copy_learning_rate, weight_decay=0.01
-    )
-    warmup = max(1, config.copy_steps // 20)
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        frac = (step - warmup) / max(1, config.copy_steps - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    optimizer, scheduler = _schedule(model, config.copy_learning_rate, config.copy_steps, 0.1)
     model.train()
     start = time.perf_counter()
     bar = tqdm(range(config.copy_steps), desc="training to quote", disable=not progress)
     for step in bar:
         batch = copy_examples(tokenizer, stream, config.copy_batch_size, config,
                               seed=config.seed * 100_003 + step)  # fmt: skip
-        ids, labels, mask = pad_batch(batch)
-        out = model(input_ids=ids, attention_mask=mask, labels=labels)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{out.loss.item():.3f}")
+        loss = _optimise(model, optimizer, scheduler, *pad_batch(batch))
+        bar.set_postfix(loss=f"{loss:.3f}")
     seconds = time.perf_counter() - start
     after = copy_accuracy(model, held)
     log(f"quoting: {config.copy_steps} steps in {seconds:.0f} s; quoted tokens right "
@@ -442,7 +449,6 @@ def _train_copy(model, tokenizer, stream: list[int], config: DemoModelConfig, *,
 def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, progress, log):
     """Supervised steps on the grounded task: loss on the answer tokens only, batches of
     similar length, a held-out twentieth for the loss before and after."""
-    import torch
     from tqdm import tqdm
 
     from finetune.train import eval_loss, pad_batch, tokenize_conversation
@@ -455,18 +461,7 @@ def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, prog
     n_eval = max(8, len(examples) // 20)
     held, train = examples[:n_eval], examples[n_eval:]
     before = eval_loss(model, held)["loss"]
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.sft_learning_rate, weight_decay=0.01
-    )
-    warmup = max(1, config.sft_steps // 20)
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        frac = (step - warmup) / max(1, config.sft_steps - warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    optimizer, scheduler = _schedule(model, config.sft_learning_rate, config.sft_steps, 0.05)
     rng = random.Random(config.seed + 1)
     by_length = sorted(train, key=lambda e: len(e["input_ids"]))
     size = config.sft_batch_size
@@ -476,14 +471,8 @@ def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, prog
     bar = tqdm(range(config.sft_steps), desc="training grounded answers", disable=not progress)
     for _step in bar:
         ids, labels, mask = pad_batch(rng.choice(batches))
-        out = model(input_ids=ids, attention_mask=mask, labels=labels)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss_value = _optimise(model, optimizer, scheduler, ids, labels, mask)
         tokens += int(mask.sum())
-        loss_value = out.loss.item()
         rate = tokens / (time.perf_counter() - start)
         bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}")
     seconds = time.perf_counter() - start

@@ -65,7 +65,7 @@ def test_copy_examples_quote_a_span_of_their_context_with_loss_on_the_quote_only
     config = DemoModelConfig(copy_context=64)
     prompt = tok(COPY_PROMPT, add_special_tokens=False)["input_ids"]
     end = tok.convert_tokens_to_ids("<|im_end|>")
-    for e in copy_examples(tok, stream, 20, config, seed=3):
+    for e in copy_examples(tok, stream, 20, config, seed=3, random_share=0.5):
         ids, labels = e["input_ids"], e["labels"]
         context, after = ids[:64], ids[64 + len(prompt) :]
         assert ids[64 : 64 + len(prompt)] == prompt and ids[-1] == end
