@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS escalations (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     reason TEXT,                          -- why it failed, or the last retryable error
-    queued_at REAL                        -- re-queued by an admin at (give-up clock), or NULL
+    queued_at REAL,                       -- re-queued by an admin at (give-up clock), or NULL
+    leased_until REAL                     -- being delivered by a worker until then, or NULL
 );
 CREATE INDEX IF NOT EXISTS escalations_due ON escalations (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS escalations_user ON escalations (user, created_at);
@@ -44,7 +45,7 @@ CREATE INDEX IF NOT EXISTS escalations_user ON escalations (user, created_at);
 STATES = ("queued", "sent", "failed")
 _COLUMNS = (
     "id, user, created_at, updated_at, state, ticket, idempotency_key, connectors, "
-    "deliveries, attempts, next_attempt_at, reason, queued_at"
+    "deliveries, attempts, next_attempt_at, reason, queued_at, leased_until"
 )
 
 
@@ -65,8 +66,9 @@ class EscalationStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(escalations)")}
-        if "queued_at" not in columns:  # an outbox from before admins could re-queue
-            self._db.execute("ALTER TABLE escalations ADD COLUMN queued_at REAL")
+        for added in ("queued_at", "leased_until"):  # an outbox from an older version
+            if added not in columns:
+                self._db.execute(f"ALTER TABLE escalations ADD COLUMN {added} REAL")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -94,7 +96,7 @@ class EscalationStore:
         key = ticket.get("idempotency_key") or secrets.token_hex(16)
         self._exec(
             f"INSERT INTO escalations ({_COLUMNS}) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, '{{}}', "
-            "0, ?, NULL, NULL)",
+            "0, ?, NULL, NULL, NULL)",
             (ticket["id"], user, now, now, json.dumps(ticket), key, json.dumps(connectors), now),
         )
         return self.get(ticket["id"])  # type: ignore[return-value]
@@ -128,8 +130,8 @@ class EscalationStore:
                 (now, limit),
             ).fetchall()
             db.executemany(
-                "UPDATE escalations SET next_attempt_at = ? WHERE id = ?",
-                [(now + lease_s, row[0]) for row in rows],
+                "UPDATE escalations SET next_attempt_at = ?, leased_until = ? WHERE id = ?",
+                [(now + lease_s, now + lease_s, row[0]) for row in rows],
             )
         return [_row(r) for r in rows]
 
@@ -138,13 +140,24 @@ class EscalationStore:
         return rows[0][0] if rows else None
 
     def make_all_due(self) -> int:
-        """At start-up: every queued escalation is tried again now."""
+        """At start-up: every queued escalation is tried again now (leases included)."""
+        now = time.time()
+        with self._lock:
+            return self._db.execute(
+                "UPDATE escalations SET next_attempt_at = ?, leased_until = NULL "
+                "WHERE state = 'queued' AND next_attempt_at > ?",
+                (now, now),
+            ).rowcount
+
+    def hurry(self) -> int:
+        """Every queued escalation waiting out a backoff is due now (one being delivered,
+        leased by this or another process, is left alone); how many."""
         now = time.time()
         with self._lock:
             return self._db.execute(
                 "UPDATE escalations SET next_attempt_at = ? WHERE state = 'queued' "
-                "AND next_attempt_at > ?",
-                (now, now),
+                "AND next_attempt_at > ? AND (leased_until IS NULL OR leased_until <= ?)",
+                (now, now, now),
             ).rowcount
 
     def record_delivery(self, escalation: str, connector: str, result: dict) -> None:
@@ -162,15 +175,15 @@ class EscalationStore:
 
     def finish(self, escalation: str, state: str, attempts: int, reason: str | None) -> None:
         self._exec(
-            "UPDATE escalations SET state = ?, attempts = ?, reason = ?, updated_at = ? "
-            "WHERE id = ?",
+            "UPDATE escalations SET state = ?, attempts = ?, reason = ?, updated_at = ?, "
+            "leased_until = NULL WHERE id = ?",
             (state, attempts, reason, time.time(), escalation),
         )
 
     def retry_later(self, escalation: str, attempts: int, at: float, reason: str) -> None:
         self._exec(
             "UPDATE escalations SET attempts = ?, next_attempt_at = ?, reason = ?, "
-            "updated_at = ? WHERE id = ?",
+            "updated_at = ?, leased_until = NULL WHERE id = ?",
             (attempts, at, reason, time.time(), escalation),
         )
 

@@ -6,7 +6,9 @@ for good (a 4xx, a refused SMTP login) is recorded failed; one that may succeed 
 timeout, no connection) makes the escalation wait and try again, the wait doubling from
 ``retry_initial_s`` up to ``retry_max_s`` with random jitter (so many escalations queued
 while a receiver was down do not all come back at the same instant) and never shorter than
-a receiver's Retry-After. After ``give_up_s`` from its creation an escalation is given up:
+a receiver's Retry-After. When a connector that failed delivers again, every escalation
+waiting out its backoff is due at once (the backlog of an outage goes as soon as the
+receiver is back). After ``give_up_s`` from its creation an escalation is given up:
 state ``failed``, the last error as its reason. At start every queued escalation is due.
 """
 
@@ -50,6 +52,7 @@ class EscalationWorker:
         self.give_up_s = give_up_s
         self.observe = observe  # (connector, "sent" | "retry" | "failed") per attempt
         self.rand = rand
+        self._failing: set[str] = set()  # connectors whose last attempt failed, retryably
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -127,8 +130,15 @@ class EscalationWorker:
                 down[name] = result
                 waiting.append((name, result))
                 if not skipped:
+                    self._failing.add(name)
                     self.observe(name, "retry")
                 continue
+            if result["state"] == "sent" and name in self._failing:
+                self._failing.discard(name)  # back: what waits for it need not wait longer
+                hurried = self.store.hurry()
+                if hurried:
+                    log.info("escalations: %s answers again; %d waiting are due now", name,
+                             hurried)  # fmt: skip
             deliveries[name] = result
             self.store.record_delivery(row["id"], name, result)
             self.observe(name, result["state"])

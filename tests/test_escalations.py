@@ -200,19 +200,20 @@ def test_a_requeue_keeps_delivered_tickets_and_restarts_the_give_up_clock(tmp_pa
     store.close()
 
 
-def test_an_outbox_from_before_requeue_is_migrated(tmp_path):
+def test_an_outbox_from_an_older_version_is_migrated(tmp_path):
     import re
     import sqlite3
 
     from assistant.escalation_store import SCHEMA
 
-    old = re.sub(r",(\s*-- why it failed[^\n]*)\n\s*queued_at REAL[^\n]*", r"\1", SCHEMA)
-    assert "queued_at" not in old.split("CREATE INDEX")[0]
+    added = r"(\n\s*(queued_at|leased_until) REAL[^\n]*)+"
+    old = re.sub(r",(\s*-- why it failed[^\n]*)" + added, r"\1", SCHEMA)
+    assert "queued_at" not in old and "leased_until" not in old
     with sqlite3.connect(tmp_path / "e.sqlite") as db:
         db.executescript(old)
     store = EscalationStore(tmp_path / "e.sqlite")
     row = store.add({"id": "esc-1", "summary": "s"}, "alice", ["webhook"])
-    assert row["queued_at"] is None and row["state"] == "queued"
+    assert row["queued_at"] is None and row["state"] == "queued" and row["leased_until"] is None
     store.close()
 
 
@@ -281,6 +282,45 @@ def test_a_receiver_down_is_asked_once_per_pass_and_gets_everything_once_back_up
     finally:
         worker.stop()
         server.close()
+
+
+def test_a_receiver_back_up_gets_the_whole_backlog_at_its_first_success(tmp_path):
+    from assistant.escalation_worker import EscalationWorker
+    from assistant.tickets.base import SAMPLE_TICKET
+    from assistant.tickets.webhook import WebhookConnector
+
+    up = [False]
+    server = Receiver(lambda r: server.create(r) if up[0] else (503, b"down", 0))
+    store = EscalationStore(tmp_path / "escalations.sqlite")
+    worker = EscalationWorker(store, [WebhookConnector(server.url)], retry_initial_s=600)
+    try:
+        tickets = [{**SAMPLE_TICKET, "id": f"esc-{n}", "idempotency_key": f"key-{n}"}
+                   for n in range(6)]  # fmt: skip
+        waiting = [store.add(t, "alice", ["webhook"])["id"] for t in tickets[:5]]
+        assert worker.run_due() == 5 and worker.run_due() == 0  # each waits 300 s or more
+        up[0] = True
+        store.add(tickets[5], "alice", ["webhook"])  # a new one, due now, goes through...
+        assert worker.run_due() == 6  # ...and the five waiting go in the same pass
+        assert {store.get(i)["state"] for i in waiting} == {"sent"}
+        assert len(server.tickets) == 6 and len(server.requests) == 7
+    finally:
+        worker.stop()
+        server.close()
+
+
+def test_hurry_leaves_escalations_being_delivered_alone(tmp_path):
+    from assistant.tickets.base import SAMPLE_TICKET
+
+    store = EscalationStore(tmp_path / "e.sqlite")
+    for n in range(3):
+        store.add({**SAMPLE_TICKET, "id": f"esc-{n}"}, "alice", ["webhook"])
+    leased = store.claim(limit=1)  # esc-0 is being delivered (by this or another gateway)
+    for row in store.claim(limit=2):  # the others failed and wait
+        store.retry_later(row["id"], 1, 4e9, "down")
+    assert store.hurry() == 2
+    due = [row["id"] for row in store.claim()]
+    assert sorted(due) == ["esc-1", "esc-2"] and leased[0]["id"] not in due
+    store.close()
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap():
