@@ -202,6 +202,10 @@ def test_admin_tab_needs_the_key_then_uploads_and_reindexes(served, browser, tmp
         lambda: browser.find_element(By.ID, "admin-panel").is_displayed(), what="the admin panel"
     )
     wait_for(lambda: "docs" in browser.find_element(By.ID, "index-table").text)
+    wait_for(  # the tickets the ticket system refused: none in this session
+        lambda: "Every ticket went out" in browser.find_element(By.ID, "failed-status").text,
+        what="the undelivered tickets listed",
+    )
 
     upload = tmp_path / "kiosk-printer.md"
     upload.write_text("# Lobby kiosk printer\n\nThe lobby kiosk printer restarts at 6am.\n")

@@ -174,3 +174,28 @@ def test_the_page_hands_gradio_the_ticket_methods_with_what_they_need():
     filled, _, event_at, _ = special_args(fns["ticket_after_rating"].fn, [], marker, event)
     assert event_at == 0 and filled[0].liked is False
     assert fns["ticket_after_rating"].collects_event_data
+
+
+def test_an_admin_lists_undelivered_tickets_and_sends_one_again(ticketing, receiver):
+    receiver.answer = lambda request: (422, {"error": "requester is not known"}, 0)
+    g = ticketing(index=off_topic_index())
+    history, answers, _ = asked(g.page, OFF_TOPIC)[-1]
+    _, _, _, ticket = g.page.tickets.open_ticket(history, answers, "", "normal", request())
+    assert "could not be delivered" in refreshed(g.page.tickets, ticket)
+
+    admin = g.page.failed_tickets
+    rows, pick, note = admin.failed("adm", request())
+    assert note == "1 ticket(s) could not be delivered."
+    [row] = rows
+    assert row[0] == ticket and row[3] == OFF_TOPIC and "requester is not known" in row[5]
+    assert pick == gr.update(choices=[ticket], value=ticket)
+    assert admin.failed("wrong", request())[2].startswith("Problem: ")
+    assert admin.send_again("", "adm", request()) == "Pick a ticket first."
+
+    receiver.answer = receiver.create  # the ticket system is fixed
+    assert admin.send_again(ticket, "adm", request()).startswith(f"Ticket **{ticket}** is queued")
+    assert refreshed(g.page.tickets, ticket) == (
+        f"Ticket **{ticket}** was sent to the Service Desk: their reference is **T-1**."
+    )
+    assert admin.listed("adm", request()) == ([], gr.update(choices=[], value=None))
+    assert admin.send_again(ticket, "adm", request()).startswith("Problem: ")  # not failed now

@@ -14,6 +14,7 @@ This module is the layout and its wiring; what each event does is ``PageControll
 goes over HTTP, like any other client.
 """
 
+from ui.admin_tickets import HEADERS as FAILED_HEADERS
 from ui.analytics import GAP_HEADERS, TABLES, make_plots
 from ui.controller import (
     ESCALATION,
@@ -231,6 +232,22 @@ def build_page(
                             "Export as training data", size="sm", elem_id="export"
                         )
                     export_file = gr.File(label="Training data (JSONL)", interactive=False)
+                    gr.Markdown("### Tickets that could not be delivered")
+                    failed_status = gr.Markdown(elem_id="failed-status")
+                    failed_table = gr.Dataframe(
+                        headers=FAILED_HEADERS, interactive=False, wrap=True, elem_id="failed-table"
+                    )
+                    with gr.Row(equal_height=True):
+                        failed_pick = gr.Dropdown(
+                            [], label="Ticket", scale=2, elem_id="failed-pick"
+                        )
+                        resend_btn = gr.Button("Send again", scale=1, elem_id="failed-resend")
+                        list_failed_btn = gr.Button("List", size="sm", scale=1)
+                    failed_outputs = [failed_table, failed_pick, failed_status]
+                    list_failed_btn.click(ctl.failed_tickets.failed, admin_key, failed_outputs)
+                    resend_btn.click(
+                        ctl.failed_tickets.send_again, [failed_pick, admin_key], failed_status
+                    ).then(ctl.failed_tickets.listed, admin_key, [failed_table, failed_pick])
                     gr.Markdown("### Analytics")
                     with gr.Row(equal_height=True):
                         first_day = gr.Textbox(
@@ -272,14 +289,16 @@ def build_page(
                 )
                 login.click(ctl.admin_login, key_box, [panel, login_status, admin_key]).then(
                     ctl.refresh, admin_key, admin_outputs
-                )
+                ).then(ctl.failed_tickets.failed, admin_key, failed_outputs)
                 add_btn.click(ctl.upload_and_reindex, [files, admin_key], reindex_status).then(
                     ctl.refresh, admin_key, admin_outputs
                 )
                 reindex_btn.click(ctl.reindex_all, admin_key, reindex_status).then(
                     ctl.refresh, admin_key, admin_outputs
                 )
-                refresh_btn.click(ctl.refresh, admin_key, admin_outputs)
+                refresh_btn.click(ctl.refresh, admin_key, admin_outputs).then(
+                    ctl.failed_tickets.failed, admin_key, failed_outputs
+                )
                 export_btn.click(ctl.export_feedback, admin_key, export_file)
         page.load(ctl.load_models, picker, picker)
         page.load(ctl.whoami, None, signed_in)

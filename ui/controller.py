@@ -248,6 +248,9 @@ class PageController:
         from ui.analytics import AdminAnalytics
 
         self.analytics = AdminAnalytics(client)  # the Admin tab's analytics section
+        from ui.admin_tickets import AdminTickets
+
+        self.failed_tickets = AdminTickets(client)  # the Admin tab's undelivered tickets
 
     # --- chat ------------------------------------------------------------------------
     def ask(
