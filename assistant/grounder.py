@@ -92,9 +92,7 @@ class Grounder:
         kept = self.keep(found)
         used = {(h.source, h.section, h.text) for h in kept}
         tried = [h.citation() for h in found if (h.source, h.section, h.text) not in used]
-        return Grounding(
-            self.prompts.apply(messages, kept), [self._cite(h) for h in kept], tried
-        )
+        return Grounding(self.prompts.apply(messages, kept), [self._cite(h) for h in kept], tried)
 
     def keep(self, passages: list) -> list:
         """The passages that go into the prompt, numbered from 1: none unless the best one
