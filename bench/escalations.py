@@ -97,7 +97,9 @@ def post_many(http_factory, n: int, clients: int, tag: str) -> tuple[list[float]
     ids: list[str] = [""] * n
 
     def one(i: int) -> None:
-        http = getattr(local, "http", None) or setattr(local, "http", http_factory()) or local.http
+        if not hasattr(local, "http"):
+            local.http = http_factory()
+        http = local.http
         body = {
             "messages": [
                 {"role": "user", "content": f"{tag} {i}: my laptop will not boot"},

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -257,19 +258,35 @@ def test_an_escalation_is_given_up_after_the_configured_time(tmp_path):
         down.close()
 
 
-def test_a_receiver_down_is_asked_once_per_pass_and_gets_everything_once_back_up(tmp_path):
+@contextmanager
+def outage(tmp_path, retry_initial_s: float):
+    """A ticket system answering 503 until ``up[0]`` is set, an outbox, and its worker
+    (driven by hand with ``run_due``); ``tickets(n)``: n escalations with known keys."""
     from assistant.escalation_worker import EscalationWorker
-    from assistant.tickets.base import SAMPLE_TICKET
     from assistant.tickets.webhook import WebhookConnector
 
     up = [False]
     server = Receiver(lambda r: server.create(r) if up[0] else (503, b"down", 0))
     store = EscalationStore(tmp_path / "escalations.sqlite")
-    worker = EscalationWorker(store, [WebhookConnector(server.url)], retry_initial_s=60)
+    worker = EscalationWorker(
+        store, [WebhookConnector(server.url)], retry_initial_s=retry_initial_s
+    )
     try:
-        tickets = [{**SAMPLE_TICKET, "id": f"esc-{n}", "idempotency_key": f"key-{n}"}
-                   for n in range(5)]  # fmt: skip
-        ids = [store.add(ticket, "alice", ["webhook"])["id"] for ticket in tickets]
+        yield up, server, store, worker
+    finally:
+        worker.stop()
+        server.close()
+
+
+def tickets(n: int) -> list[dict]:
+    from assistant.tickets.base import SAMPLE_TICKET
+
+    return [{**SAMPLE_TICKET, "id": f"esc-{i}", "idempotency_key": f"key-{i}"} for i in range(n)]
+
+
+def test_a_receiver_down_is_asked_once_per_pass_and_gets_everything_once_back_up(tmp_path):
+    with outage(tmp_path, retry_initial_s=60) as (up, server, store, worker):
+        ids = [store.add(ticket, "alice", ["webhook"])["id"] for ticket in tickets(5)]
         assert worker.run_due() == 5 and len(server.requests) == 1  # not five waits
         assert {store.get(i)["state"] for i in ids} == {"queued"}
         assert worker.run_due() == 0  # all wait their backoff now
@@ -279,41 +296,24 @@ def test_a_receiver_down_is_asked_once_per_pass_and_gets_everything_once_back_up
         assert {store.get(i)["state"] for i in ids} == {"sent"}
         assert len(server.tickets) == 5 and len(server.requests) == 6
         assert worker.run_due() == 0
-    finally:
-        worker.stop()
-        server.close()
 
 
 def test_a_receiver_back_up_gets_the_whole_backlog_at_its_first_success(tmp_path):
-    from assistant.escalation_worker import EscalationWorker
-    from assistant.tickets.base import SAMPLE_TICKET
-    from assistant.tickets.webhook import WebhookConnector
-
-    up = [False]
-    server = Receiver(lambda r: server.create(r) if up[0] else (503, b"down", 0))
-    store = EscalationStore(tmp_path / "escalations.sqlite")
-    worker = EscalationWorker(store, [WebhookConnector(server.url)], retry_initial_s=600)
-    try:
-        tickets = [{**SAMPLE_TICKET, "id": f"esc-{n}", "idempotency_key": f"key-{n}"}
-                   for n in range(6)]  # fmt: skip
-        waiting = [store.add(t, "alice", ["webhook"])["id"] for t in tickets[:5]]
+    with outage(tmp_path, retry_initial_s=600) as (up, server, store, worker):
+        made = tickets(6)
+        waiting = [store.add(t, "alice", ["webhook"])["id"] for t in made[:5]]
         assert worker.run_due() == 5 and worker.run_due() == 0  # each waits 300 s or more
         up[0] = True
-        store.add(tickets[5], "alice", ["webhook"])  # a new one, due now, goes through...
+        store.add(made[5], "alice", ["webhook"])  # a new one, due now, goes through...
         assert worker.run_due() == 6  # ...and the five waiting go in the same pass
         assert {store.get(i)["state"] for i in waiting} == {"sent"}
         assert len(server.tickets) == 6 and len(server.requests) == 7
-    finally:
-        worker.stop()
-        server.close()
 
 
 def test_hurry_leaves_escalations_being_delivered_alone(tmp_path):
-    from assistant.tickets.base import SAMPLE_TICKET
-
     store = EscalationStore(tmp_path / "e.sqlite")
-    for n in range(3):
-        store.add({**SAMPLE_TICKET, "id": f"esc-{n}"}, "alice", ["webhook"])
+    for ticket in tickets(3):
+        store.add(ticket, "alice", ["webhook"])
     leased = store.claim(limit=1)  # esc-0 is being delivered (by this or another gateway)
     for row in store.claim(limit=2):  # the others failed and wait
         store.retry_later(row["id"], 1, 4e9, "down")

@@ -8,18 +8,13 @@ or their sign-in session); like the rest of the page, nothing from ``assistant``
 """
 
 # Gradio reads the `gr.Request` annotations at runtime: no postponed ones.
-from datetime import datetime
 from urllib.parse import quote
 
 import gradio as gr
 
-from ui.controller import PageError, session_of
+from ui.controller import PageError, _when, session_of
 
 HEADERS = ["ticket", "when", "who", "summary", "attempts", "why it failed"]
-
-
-def _when(epoch) -> str:
-    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M") if epoch else ""
 
 
 class AdminTickets:

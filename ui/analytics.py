@@ -67,10 +67,6 @@ def gap_rows(report: dict) -> list[list]:
     return rows
 
 
-def _day_plot(name: str) -> bool:
-    return name.endswith("_per_day")
-
-
 def make_plots() -> list:
     """The section's empty ``gr.BarPlot``s, one per figure, in ``FIGURES`` order (called
     inside the page's Blocks)."""
@@ -78,7 +74,7 @@ def make_plots() -> list:
     for name in FIGURES:
         common = {"y": "count", "y_title": "count", "y_axis_format": "d",
                   "elem_id": f"plot-{name}", "show_label": False}  # fmt: skip
-        if _day_plot(name):
+        if name.endswith("_per_day"):
             plots.append(gr.BarPlot(x="day", color="series", color_map=COLOURS, x_title="day",
                                     x_label_angle=-45, **common))  # fmt: skip
         else:
@@ -113,9 +109,6 @@ def plot(spec: dict):
 
 class AdminAnalytics:
     """What the Admin tab's analytics section does, over ``client`` (``ui.controller.Client``)."""
-
-    FIGURES = FIGURES
-    TABLES = TABLES
 
     def __init__(self, client) -> None:
         self.client = client
