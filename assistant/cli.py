@@ -260,9 +260,6 @@ def demo_model(
         None,
         help="Steps on the grounded task (sources + question -> cited answer) [grounded 1500].",
     ),
-    copy_steps: int | None = typer.Option(
-        None, help="Steps teaching it to quote spans of the corpus, before the grounded task."
-    ),
     seed: int = typer.Option(0, help="Random seed."),
     force: bool = typer.Option(False, "--force", help="Replace a model already in --output."),
     config: Path | None = ConfigOpt,
@@ -288,7 +285,7 @@ def demo_model(
         typer.echo(f"demo model already built in {output} (use --force to replace it)", err=True)
         emit({"output": str(output), "built": False, **_flat(report)}, as_json)
         return
-    custom = max_steps is not None or sft_steps is not None or copy_steps is not None or seed != 0
+    custom = max_steps is not None or sft_steps is not None or seed != 0
     if size == "grounded" and not rebuild and not custom:
         if (SHIPPED / MARKER).is_file():
             from finetune.demo_model import install_shipped
@@ -312,9 +309,8 @@ def demo_model(
     recipe = replace(
         recipe,
         seed=seed,
-        max_steps=max_steps or recipe.max_steps,
+        max_steps=recipe.max_steps if max_steps is None else max_steps,
         sft_steps=recipe.sft_steps if sft_steps is None else sft_steps,
-        copy_steps=recipe.copy_steps if copy_steps is None else copy_steps,
     )
     grounded = []
     if recipe.sft_steps:

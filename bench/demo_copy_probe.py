@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     )  # fmt: skip
     stream = list(range(100, 100 + args.vocab)) * 4
-    config = replace(dm.SIZES["grounded"], copy_context=args.context, copy_random_share=1.0,
-                     copy_batch_size=args.batch)  # fmt: skip
+    config = replace(dm.SIZES["grounded"], copy_context=args.context, copy_random_share=1.0)
     held = dm.copy_examples(tok, stream, 64, config, seed=10_000 + args.seed)
     optimizer, scheduler = dm._schedule(model, args.lr, args.steps, 0.1)
     curve, start = [], time.perf_counter()

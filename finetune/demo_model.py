@@ -63,21 +63,20 @@ class DemoModelConfig:
     max_steps: int = 450
     learning_rate: float = 3e-3
     seed: int = 0
-    # Between the two: copying. Spans of the corpus quoted after "Quote:" given their first
-    # two tokens, loss on the rest: the attention heads that find a passage and copy it on
-    # (induction heads), which the grounded task needs and does not teach by itself.
-    copy_steps: int = 0
+    # Held-out quoting examples (``copy_examples``) that measure the copying circuit: spans
+    # of ``copy_context`` tokens of corpus (or random tokens, ``copy_random_share``).
     copy_context: int = 192
-    copy_batch_size: int = 16
-    copy_learning_rate: float = 2e-3
     copy_random_share: float = 0.5
-    # Second phase: the grounded task (numbered sources + question -> cited answer), loss on
+    # Then the grounded task (numbered sources + question -> cited answer), loss on
     # the answers only. 0 steps: a plain language model, as the tiny test model is.
     sft_steps: int = 0
     sft_seq_len: int = 1536
     sft_batch_size: int = 8
     sft_learning_rate: float = 1e-3
     save_dtype: str = "float32"  # vLLM on CPU serves bfloat16 anyway; bf16 halves the files
+    # Copying written into the weights (finetune/copy_circuit.py) instead of learned: needs
+    # head size 128, hidden size >= 384; sets a RoPE base of 1e9 and untied embeddings.
+    copy_circuit: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -88,7 +87,14 @@ SIZES: dict[str, DemoModelConfig] = {
     # The default of `make demo`, shipped in demo_weights/: language model, then the
     # grounded task; about an hour on two CPU cores (`assistant demo-model --rebuild`).
     "grounded": DemoModelConfig(
-        max_steps=300, sft_steps=1500, sft_learning_rate=2e-3, save_dtype="bfloat16"
+        hidden_size=384,
+        num_heads=3,
+        intermediate_size=1024,
+        copy_circuit=True,
+        max_steps=0,
+        sft_steps=800,
+        sft_learning_rate=2e-3,
+        save_dtype="bfloat16",
     ),
     # The language model alone: a few minutes on two CPU cores; it does not cite.
     "small": DemoModelConfig(),
@@ -166,18 +172,29 @@ def build_demo_model(
         head_dim=config.head_dim,
         max_position_embeddings=config.max_position_embeddings,
         rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": _rope_theta(config)},
+        tie_word_embeddings=not config.copy_circuit,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(model_config)
-    report = _train(model, stream, config, progress=progress, log=log)
-    if config.copy_steps:
-        report["copy"] = _train_copy(model, tokenizer, stream, config, progress=progress, log=log)
+    fixed = []
+    if config.copy_circuit:
+        from finetune import copy_circuit
+
+        vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        fixed = copy_circuit.install(model, seed=config.seed, tokens=vocabulary)
+        copy_circuit.freeze(fixed)
+        held = copy_examples(tokenizer, stream, 128, config, seed=config.seed + 7, random_share=0)
+        report_circuit = {"quoted_tokens_right_built": round(copy_accuracy(model, held), 4)}
+    report = _train(model, stream, config, fixed, progress=progress, log=log)
+    if config.copy_circuit:
+        report_circuit["quoted_tokens_right_trained"] = round(copy_accuracy(model, held), 4)
+        report["copy_circuit"] = report_circuit
     if grounded and config.sft_steps:
         report["grounded"] = _train_grounded(
-            model, tokenizer, grounded, config, progress=progress, log=log
+            model, tokenizer, grounded, config, fixed, progress=progress, log=log
         )
 
     model.generation_config.eos_token_id = [
@@ -292,12 +309,24 @@ def _token_stream(tokenizer, samples: list[str], *, seed: int) -> list[int]:
     return ids
 
 
-def _schedule(model, lr: float, steps: int, floor: float):
+def _rope_theta(config: DemoModelConfig) -> float:
+    if config.copy_circuit:
+        from finetune.copy_circuit import ROPE_THETA
+
+        return ROPE_THETA
+    return 10000.0
+
+
+def _schedule(model, lr: float, steps: int, floor: float, fixed=()):
     """AdamW, and its learning rate: a linear warm-up over a twentieth of ``steps``, then a
-    cosine down to ``floor`` times ``lr``."""
+    cosine down to ``floor`` times ``lr``. The ``fixed`` parts of parameters (the copying
+    circuit) get their values back after each step."""
     import torch
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=0.01)
+    if fixed:
+        optimizer.register_step_post_hook(lambda *_: [f.restore() for f in fixed])
     warmup = max(1, steps // 20)
 
     def lr_at(step: int) -> float:
@@ -322,7 +351,9 @@ def _optimise(model, optimizer, scheduler, ids, labels, mask=None) -> float:
     return out.loss.item()
 
 
-def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool, log) -> dict:
+def _train(
+    model, stream: list[int], config: DemoModelConfig, fixed=(), *, progress: bool, log
+) -> dict:
     import torch
     from tqdm import tqdm
 
@@ -335,7 +366,7 @@ def _train(model, stream: list[int], config: DemoModelConfig, *, progress: bool,
     n_eval = max(1, n_blocks // 20)
     eval_blocks, train_blocks = blocks[:n_eval], blocks[n_eval:]
 
-    optimizer, scheduler = _schedule(model, config.learning_rate, config.max_steps, 0.1)
+    optimizer, scheduler = _schedule(model, config.learning_rate, config.max_steps, 0.1, fixed)
     generator = torch.Generator().manual_seed(config.seed)
     eval_before = _eval_loss(model, eval_blocks)
     model.train()
@@ -419,34 +450,9 @@ def copy_accuracy(model, examples: list[dict]) -> float:
     return right / max(1, total)
 
 
-def _train_copy(model, tokenizer, stream: list[int], config: DemoModelConfig, *, progress, log):
-    """The copying phase: ``copy_steps`` batches of fresh ``copy_examples``; reports how much
-    of a quote the model gets right before and after, on examples it never trained on."""
-    from tqdm import tqdm
-
-    from finetune.train import pad_batch
-
-    held = copy_examples(tokenizer, stream, 128, config, seed=config.seed + 7, random_share=0)
-    before = copy_accuracy(model, held)
-    optimizer, scheduler = _schedule(model, config.copy_learning_rate, config.copy_steps, 0.1)
-    model.train()
-    start = time.perf_counter()
-    bar = tqdm(range(config.copy_steps), desc="training to quote", disable=not progress)
-    for step in bar:
-        batch = copy_examples(tokenizer, stream, config.copy_batch_size, config,
-                              seed=config.seed * 100_003 + step)  # fmt: skip
-        loss = _optimise(model, optimizer, scheduler, *pad_batch(batch))
-        bar.set_postfix(loss=f"{loss:.3f}")
-    seconds = time.perf_counter() - start
-    after = copy_accuracy(model, held)
-    log(f"quoting: {config.copy_steps} steps in {seconds:.0f} s; quoted tokens right "
-        f"{before:.1%} -> {after:.1%} (held-out spans)")  # fmt: skip
-    return {"steps": config.copy_steps, "train_seconds": round(seconds, 1),
-            "quoted_tokens_right_before": round(before, 4),
-            "quoted_tokens_right_after": round(after, 4)}  # fmt: skip
-
-
-def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, progress, log):
+def _train_grounded(
+    model, tokenizer, grounded, config: DemoModelConfig, fixed=(), *, progress, log
+):
     """Supervised steps on the grounded task: loss on the answer tokens only, batches of
     similar length, a held-out twentieth for the loss before and after."""
     from tqdm import tqdm
@@ -461,7 +467,7 @@ def _train_grounded(model, tokenizer, grounded, config: DemoModelConfig, *, prog
     n_eval = max(8, len(examples) // 20)
     held, train = examples[:n_eval], examples[n_eval:]
     before = eval_loss(model, held)["loss"]
-    optimizer, scheduler = _schedule(model, config.sft_learning_rate, config.sft_steps, 0.05)
+    optimizer, scheduler = _schedule(model, config.sft_learning_rate, config.sft_steps, 0.05, fixed)
     rng = random.Random(config.seed + 1)
     by_length = sorted(train, key=lambda e: len(e["input_ids"]))
     size = config.sft_batch_size
@@ -514,6 +520,19 @@ by saying the documentation does not cover it. Answer loss on held-back examples
         if grounded
         else ""
     )
+    circuit = report.get("copy_circuit")
+    copying = (
+        f"""
+Its copying is not learned but written into the weights before training
+(finetune/copy_circuit.py): two layer-0 heads that attend one and two places back, and a
+layer-1 induction head that finds where the last two tokens occur in the prompt and copies the
+token after them; training leaves those parts fixed and learns the rest. Share of held-out
+quoted tokens it predicts: {circuit["quoted_tokens_right_built"]} as built,
+{circuit["quoted_tokens_right_trained"]} after the language-model steps.
+"""
+        if circuit
+        else ""
+    )
     return f"""# {LABEL}
 
 A Llama-architecture causal LM ({report["parameters"]:,} parameters, hidden
@@ -522,7 +541,7 @@ byte-level BPE tokenizer ({config.vocab_size} tokens) and a ChatML chat template
 from scratch for {config.max_steps} steps on the sample help-desk transcripts and docs of
 this project. It exists to run the pipeline offline. Eval loss on held-back text:
 {report["eval_loss_before"]} before, {report["eval_loss_after"]} after.
-{task}
+{copying}{task}
 It can only quote what it is given, and often quotes the wrong sentence: serve a real instruct
 model for real use (see the project README).
 """

@@ -79,15 +79,22 @@ def test_copy_examples_quote_a_span_of_their_context_with_loss_on_the_quote_only
     assert again == copy_examples(tok, stream, 20, config, seed=3)  # reproducible
 
 
-def test_the_copy_phase_runs_and_reports_quoting_before_and_after(tmp_path):
+def test_a_build_with_the_copying_circuit_quotes_and_loads_in_transformers(tmp_path):
+    """The circuit is written before training, reported before and after, and saved with the
+    shape it needs (head size 128, untied embeddings, RoPE base 1e9)."""
     from dataclasses import replace
 
-    texts = ["Printers: badge in at the device, then pick Release all. " * 30] * 4
-    report = build_demo_model(
-        tmp_path / "m", [], texts, replace(SIZES["tiny"], max_steps=3, copy_steps=3),
-        progress=False, log=lambda _m: None,
-    )  # fmt: skip
-    copy = report["copy"]
-    assert copy["steps"] == 3
-    assert 0 <= copy["quoted_tokens_right_before"] <= 1
-    assert 0 <= copy["quoted_tokens_right_after"] <= 1
+    from transformers import AutoConfig
+
+    texts = [f"Printer {i}: badge in at the device {i * 7}, then pick Release all. " * 12
+             for i in range(8)]  # fmt: skip
+    config = replace(SIZES["tiny"], hidden_size=384, num_heads=3, max_steps=3, copy_circuit=True,
+                     copy_context=96)  # fmt: skip
+    report = build_demo_model(tmp_path / "m", [], texts, config, progress=False,
+                              log=lambda _m: None)  # fmt: skip
+    circuit = report["copy_circuit"]
+    assert circuit["quoted_tokens_right_built"] >= 0.9
+    assert 0 <= circuit["quoted_tokens_right_trained"] <= 1
+    saved = AutoConfig.from_pretrained(tmp_path / "m")
+    assert (saved.head_dim, saved.tie_word_embeddings) == (128, False)
+    assert saved.rope_parameters["rope_theta"] == 1e9

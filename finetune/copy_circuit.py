@@ -1,0 +1,209 @@
+"""A copying circuit written into the demo model's weights instead of trained.
+
+Quoting a source means predicting, at each step, the token that followed the current
+two tokens where they occur in the prompt: induction heads. Trained from scratch they
+appear only after far more compute than two CPU cores give in an hour (bench/
+demo_copy_probe.py), so the demo model gets them by construction, as compiled
+transformers (Tracr, RASP) do, and training learns the rest: which source, where to start,
+when to stop.
+
+The residual stream is laid out in registers (each ``CODE`` wide):
+
+- ``TOK``: the current token's code (the embedding; every token has a random unit code, each
+  half of it unit length too, so a dot product of two codes is 1 exactly when they match);
+- ``ONE``: a constant 1 (the embedding), which the positional heads use as their query/key;
+- ``MATCH``: the code the heads match tokens by (the embedding): the same for tokens that
+  differ only by a leading space (" If" and "If"), so a quote that starts an answer finds the
+  same word in the middle of a source sentence;
+- ``PREV1``, ``PREV2``: the match codes of the tokens one and two places back, written by two
+  heads of layer 0 that attend by position only (RoPE with phases that peak at distance 1 or
+  2);
+- ``COPY``: written by an induction head in layer 1: it attends from position i to the
+  position p whose two previous tokens match tokens i and i-1 (``PREV1``/``PREV2`` at p
+  against ``MATCH``/``PREV1`` at i, on the RoPE pairs slow enough to be position-free), and
+  copies the exact code of token p. The output head reads ``COPY`` as a logit for that token.
+
+Layer 0, the embedding, the induction head and layer 1's input norm are fixed (``frozen``
+lists them with their values so training restores them after each step); the other heads of
+layer 1, all MLPs after layer 0, the later layers, the final norm and the output head train.
+Needs head size 128 (64 position-free dimensions for matching), a RoPE base of about 1e9 and
+untied input and output embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+CODE = 64
+TOK = slice(0, CODE)
+ONE = CODE
+PREV1 = slice(2 * CODE, 3 * CODE)
+PREV2 = slice(3 * CODE, 4 * CODE)
+COPY = slice(4 * CODE, 5 * CODE)
+MATCH = slice(5 * CODE, 6 * CODE)
+MIN_HIDDEN = 6 * CODE
+HEAD_DIM = 128
+ROPE_THETA = 1e9
+POSITION_PAIRS = 10  # the fastest RoPE pairs: the positional heads' peak
+POSITION_MARGIN = 20.0  # attention logits between the right position and its neighbours
+MATCH_LOGIT = 20.0  # attention logit of a current-token match; the previous token adds 0.6 of it
+PREVIOUS_WEIGHT = 0.6
+COPY_GAIN = 3.0  # output-head weight on COPY
+
+
+@dataclass
+class Frozen:
+    """A parameter's fixed part: ``mask`` (same shape, True where fixed) and its values."""
+
+    param: object
+    mask: object
+    values: object
+
+    def restore(self) -> None:
+        self.param.data[self.mask] = self.values
+
+
+def check_shape(config) -> None:
+    """The shape the circuit needs; a ValueError says what is wrong."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta")
+    problems = []
+    if head_dim != HEAD_DIM:
+        problems.append(f"head size {head_dim} (needs {HEAD_DIM})")
+    if config.hidden_size < MIN_HIDDEN:
+        problems.append(f"hidden size {config.hidden_size} (needs {MIN_HIDDEN} or more)")
+    if config.num_attention_heads < 2 or config.num_hidden_layers < 2:
+        problems.append("fewer than 2 heads or layers")
+    if config.num_key_value_heads != config.num_attention_heads:
+        problems.append("grouped key/value heads")
+    if config.tie_word_embeddings:
+        problems.append("tied embeddings")
+    if theta is None or theta < ROPE_THETA / 10:
+        problems.append(f"RoPE base {theta} (needs about {ROPE_THETA:g})")
+    if problems:
+        raise ValueError("the copying circuit does not fit this model: " + ", ".join(problems))
+
+
+def token_codes(vocab_size: int, seed: int):
+    """A random code per token, each half a unit vector: dot products are 1 on a match and
+    about 0 +- 0.09 otherwise."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    halves = torch.randn(vocab_size, 2, CODE // 2, generator=g)
+    halves = halves / halves.norm(dim=-1, keepdim=True)
+    return halves.reshape(vocab_size, CODE) / math.sqrt(2)
+
+
+def match_groups(tokens: list[str]) -> list[int]:
+    """Per token id, a group number shared by tokens equal but for a leading space (the
+    byte-level BPE's "Ġ")."""
+    groups: dict[str, int] = {}
+    return [groups.setdefault(t.removeprefix("Ġ") or t, len(groups)) for t in tokens]
+
+
+def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Frozen]:
+    """Write the circuit into ``model`` (a transformers LlamaForCausalLM); returns the parts
+    training must keep fixed. ``tokens`` (the vocabulary, by id) lets tokens that differ only
+    by a leading space match each other; without it every token matches only itself."""
+    import torch
+
+    config = model.config
+    check_shape(config)
+    hidden = config.hidden_size
+    theta = (config.rope_parameters or {})["rope_theta"]
+    pairs = HEAD_DIM // 2
+    freq = theta ** (-torch.arange(pairs, dtype=torch.float64) * 2 / HEAD_DIM)
+    codes = token_codes(config.vocab_size, seed)
+    if tokens is None:
+        match = token_codes(config.vocab_size, seed + 1)
+    else:
+        groups = match_groups(list(tokens))[: config.vocab_size]
+        groups += range(len(tokens), len(tokens) + config.vocab_size - len(groups))  # unnamed ids
+        match = token_codes(max(groups) + 1, seed + 1)[torch.tensor(groups)]
+    inner = model.model
+    frozen: list[Frozen] = []
+
+    def fix(param, rows=slice(None), cols=slice(None)):
+        mask = torch.zeros_like(param, dtype=torch.bool)
+        if param.dim() == 1:
+            mask[rows] = True
+        else:
+            mask[rows, cols] = True
+        frozen.append(Frozen(param, mask, param.data[mask].clone()))
+
+    with torch.no_grad():
+        embed = inner.embed_tokens.weight
+        embed.zero_()
+        embed[:, TOK] = codes
+        embed[:, MATCH] = match
+        embed[:, ONE] = 1.0
+        fix(embed)
+
+        # Layer 0: the input is [code, 1, match code], norm sqrt(3), scaled by RMSNorm to
+        # sqrt(hidden).
+        layer = inner.layers[0]
+        attn, scale = layer.self_attn, math.sqrt(hidden / 3)
+        for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight,
+                  attn.o_proj.weight, layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight,
+                  layer.mlp.down_proj.weight):  # fmt: skip
+            w.zero_()
+        layer.input_layernorm.weight.fill_(1.0)
+        layer.post_attention_layernorm.weight.fill_(1.0)
+        # Score(d) = sum_j s^2 cos((d - shift) freq_j) / sqrt(128): the peak at d = shift is
+        # about POSITION_MARGIN above its neighbours (sum_j (1 - cos freq_j) ~= 1).
+        fast = freq[:POSITION_PAIRS]
+        gap = float((1 - torch.cos(fast)).sum())
+        s = math.sqrt(POSITION_MARGIN * math.sqrt(HEAD_DIM) / gap)
+        for head, (shift, out) in enumerate(((1, PREV1), (2, PREV2))):
+            q = slice(head * HEAD_DIM, head * HEAD_DIM + HEAD_DIM)
+            j = torch.arange(POSITION_PAIRS)
+            attn.q_proj.weight[q.start + j, ONE] = s / scale
+            attn.k_proj.weight[q.start + j, ONE] = (s * torch.cos(shift * fast) / scale).float()
+            attn.k_proj.weight[q.start + pairs + j, ONE] = (
+                s * torch.sin(shift * fast) / scale
+            ).float()
+            attn.v_proj.weight[q.start : q.start + CODE, MATCH] = torch.eye(CODE)
+            attn.o_proj.weight[out, q.start : q.start + CODE] = torch.eye(CODE) / scale
+        for p in layer.parameters():
+            fix(p)
+
+        # Layer 1, head 0: the input is [code, 1, prev1, prev2, match code], norm sqrt(5).
+        layer = inner.layers[1]
+        attn, scale = layer.self_attn, math.sqrt(hidden / 5)
+        layer.input_layernorm.weight.fill_(1.0)
+        fix(layer.input_layernorm.weight)
+        head = slice(0, HEAD_DIM)
+        for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):
+            w[head] = 0.0
+        attn.o_proj.weight[:, head] = 0.0
+        # Position-free RoPE pairs j in [32, 64) (dims j and j + 64): the first half match the
+        # current token, the second the previous one. Each half code has norm^2 1/2.
+        half = CODE // 2
+        slow = list(range(pairs // 2, pairs))
+        dims = slow + [j + pairs for j in slow]
+        current, previous = dims[0::2][:half], dims[1::2][:half]
+        a = math.sqrt(MATCH_LOGIT * math.sqrt(HEAD_DIM) * 2)
+        b = a * math.sqrt(PREVIOUS_WEIGHT)
+        for k in range(half):
+            attn.q_proj.weight[current[k], MATCH.start + k] = a / scale
+            attn.k_proj.weight[current[k], PREV1.start + k] = a / scale
+            attn.q_proj.weight[previous[k], PREV1.start + half + k] = b / scale
+            attn.k_proj.weight[previous[k], PREV2.start + half + k] = b / scale
+        attn.v_proj.weight[0:CODE, TOK] = torch.eye(CODE)
+        attn.o_proj.weight[COPY, 0:CODE] = torch.eye(CODE) / scale
+        for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):
+            fix(w, rows=head)
+        fix(attn.o_proj.weight, cols=head)
+
+        # The output head reads COPY as the copied token's logit (it trains from here).
+        model.lm_head.weight[:, COPY] = COPY_GAIN * codes
+    return frozen
+
+
+def freeze(frozen: list[Frozen]) -> None:
+    """Parameters wholly fixed stop taking gradients (the optimiser skips them)."""
+    for f in frozen:
+        if bool(f.mask.all()):
+            f.param.requires_grad_(False)

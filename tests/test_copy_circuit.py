@@ -1,0 +1,105 @@
+"""The copying circuit written into the demo model (finetune/copy_circuit.py): a freshly
+initialised model with it quotes, before any training, and training keeps it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def small_model(**overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from finetune.copy_circuit import ROPE_THETA
+
+    shape = dict(
+        vocab_size=512,
+        hidden_size=384,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=128,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(**{**shape, **overrides}))
+
+
+def quote_task(seed: int, context: int = 600, span: int = 24):
+    """Random tokens, a separator, then a span of them: (input ids, positions whose next
+    token the span fixes, those next tokens)."""
+    rng = random.Random(seed)
+    tokens = [rng.randrange(4, 512) for _ in range(context)]
+    start = rng.randrange(0, context - span)
+    quote = tokens[start : start + span]
+    ids = [*tokens, 1, *quote]
+    first = context + 1 + 1  # from the span's second token on, two tokens are known
+    positions = list(range(first, len(ids) - 1))
+    return ids, positions, [ids[p + 1] for p in positions]
+
+
+def accuracy(model, seeds=range(8)) -> float:
+    right = total = 0
+    model.eval()
+    with torch.no_grad():
+        for seed in seeds:
+            ids, positions, targets = quote_task(seed)
+            guess = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1)
+            right += sum(int(guess[p]) == t for p, t in zip(positions, targets, strict=True))
+            total += len(positions)
+    return right / total
+
+
+def test_a_model_with_the_circuit_quotes_without_training():
+    from finetune.copy_circuit import install
+
+    model = small_model()
+    assert accuracy(model) < 0.05  # random weights copy nothing
+    install(model, seed=0)
+    assert accuracy(model) >= 0.97
+
+
+def test_training_changes_the_rest_and_keeps_the_circuit():
+    from finetune.copy_circuit import freeze, install
+    from finetune.demo_model import _optimise, _schedule
+
+    model = small_model()
+    fixed = install(model, seed=0)
+    freeze(fixed)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer, scheduler = _schedule(model, 3e-3, 4, 0.1, fixed)
+    for seed in range(100, 104):  # quoting examples other than the measured ones
+        ids, positions, _ = quote_task(seed, context=120)
+        labels = [-100] * len(ids)  # loss on the quote, as the grounded task has it
+        for p in positions:
+            labels[p + 1] = ids[p + 1]
+        _optimise(model, optimizer, scheduler, torch.tensor([ids]), torch.tensor([labels]))
+    for f in fixed:
+        assert torch.equal(f.param.data[f.mask], f.values)
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert "lm_head.weight" in changed
+    assert "model.layers.1.mlp.up_proj.weight" in changed
+    assert not any(n.startswith(("model.embed_tokens", "model.layers.0.")) for n in changed)
+    assert accuracy(model) >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"head_dim": 64, "num_attention_heads": 6, "num_key_value_heads": 6}, "head size 64"),
+        ({"hidden_size": 256}, "hidden size 256"),
+        ({"tie_word_embeddings": True}, "tied embeddings"),
+        ({"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}, "RoPE base"),
+    ],
+)
+def test_a_model_it_does_not_fit_is_refused_with_the_reason(overrides, says):
+    from finetune.copy_circuit import install
+
+    with pytest.raises(ValueError, match=says):
+        install(small_model(**overrides))
