@@ -245,20 +245,22 @@ def demo_model(
     rebuild: bool = typer.Option(
         False,
         "--rebuild",
-        help="Train it here instead of copying the shipped weights (small: about an hour on "
+        help="Train it here instead of copying the shipped weights (about 45 minutes on "
         "2 CPU cores; the same recipe as the shipped build).",
     ),
     transcripts: Path = typer.Option(Path("data/transcripts"), help="Training conversations."),
     docs: Path = typer.Option(Path("data/docs"), help="Training documents."),
     size: str = typer.Option(
         "grounded",
-        help="grounded (the demo: shipped, or --rebuild, about an hour), small (the language "
+        help="grounded (the demo: shipped, or --rebuild, about 45 minutes), small (the language "
         "model alone, minutes, does not cite) or tiny (tests, seconds).",
     ),
-    max_steps: int | None = typer.Option(None, help="Language-model steps [grounded 300]."),
+    max_steps: int | None = typer.Option(
+        None, help="Language-model steps [grounded 0, small 450]."
+    ),
     sft_steps: int | None = typer.Option(
         None,
-        help="Steps on the grounded task (sources + question -> cited answer) [grounded 1500].",
+        help="Steps on the grounded task (sources + question -> cited answer) [grounded 800].",
     ),
     seed: int = typer.Option(0, help="Random seed."),
     force: bool = typer.Option(False, "--force", help="Replace a model already in --output."),
@@ -296,7 +298,7 @@ def demo_model(
             return
         echo_err(
             "no shipped demo model in this checkout: training the small one (minutes; it does "
-            "not cite). `--rebuild` trains the grounded one (about an hour)."
+            "not cite). `--rebuild` trains the grounded one (about 45 minutes)."
         )
         size = "small"
     from dataclasses import replace

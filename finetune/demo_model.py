@@ -84,8 +84,10 @@ class DemoModelConfig:
 
 
 SIZES: dict[str, DemoModelConfig] = {
-    # The default of `make demo`, shipped in demo_weights/: language model, then the
-    # grounded task; about an hour on two CPU cores (`assistant demo-model --rebuild`).
+    # The default of `make demo`, shipped in demo_weights/: the copying circuit, then the
+    # grounded task alone (300 language-model steps first took its quoting from 0.78 to
+    # 0.46 of held-out quoted tokens); about 45 minutes on two CPU cores
+    # (`assistant demo-model --rebuild`).
     "grounded": DemoModelConfig(
         hidden_size=384,
         num_heads=3,
@@ -528,19 +530,26 @@ Its copying is not learned but written into the weights before training
 layer-1 induction head that finds where the last two tokens occur in the prompt and copies the
 token after them; training leaves those parts fixed and learns the rest. Share of held-out
 quoted tokens it predicts: {circuit["quoted_tokens_right_built"]} as built,
-{circuit["quoted_tokens_right_trained"]} after the language-model steps.
+{circuit["quoted_tokens_right_trained"]} after {config.max_steps} language-model steps.
 """
         if circuit
         else ""
+    )
+    language = (
+        f"""trained
+from scratch for {config.max_steps} steps on the sample help-desk transcripts and docs of
+this project. It exists to run the pipeline offline. Eval loss on held-back text:
+{report["eval_loss_before"]} before, {report["eval_loss_after"]} after."""
+        if config.max_steps
+        else """trained
+from scratch on the grounded task alone (no language-model steps: on this small corpus they
+taught it to override its copying). It exists to run the pipeline offline."""
     )
     return f"""# {LABEL}
 
 A Llama-architecture causal LM ({report["parameters"]:,} parameters, hidden
 {config.hidden_size}, {config.num_layers} layers, head size {config.head_dim}) with its own
-byte-level BPE tokenizer ({config.vocab_size} tokens) and a ChatML chat template, trained
-from scratch for {config.max_steps} steps on the sample help-desk transcripts and docs of
-this project. It exists to run the pipeline offline. Eval loss on held-back text:
-{report["eval_loss_before"]} before, {report["eval_loss_after"]} after.
+byte-level BPE tokenizer ({config.vocab_size} tokens) and a ChatML chat template, {language}
 {copying}{task}
 It can only quote what it is given, and often quotes the wrong sentence: serve a real instruct
 model for real use (see the project README).

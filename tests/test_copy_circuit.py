@@ -103,3 +103,27 @@ def test_a_model_it_does_not_fit_is_refused_with_the_reason(overrides, says):
 
     with pytest.raises(ValueError, match=says):
         install(small_model(**overrides))
+
+
+def test_a_quote_starting_without_the_space_finds_the_word_inside_a_sentence():
+    """Answers start with "If", sources say " If" mid-sentence: with the vocabulary given, the
+    two match, so the token after the first one is copied from the source."""
+    from finetune.copy_circuit import install, match_groups
+
+    tokens = [f"w{i}" for i in range(256)] + [f"Ġw{i}" for i in range(256)]
+    groups = match_groups(tokens)
+    assert groups[7] == groups[256 + 7] and groups[7] != groups[8]
+    rng = random.Random(5)
+    context = [256 + rng.randrange(256) for _ in range(300)]  # every word after a space
+    start = 150
+    ids = [*context, 1, context[start] - 256]  # the quote's first word, without its space
+    model = small_model()
+    install(model, seed=0, tokens=tokens)
+    with torch.no_grad():
+        guess = model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()
+    assert int(guess) == context[start + 1]
+    unmatched = small_model()
+    install(unmatched, seed=0)  # without the vocabulary "w7" never matches "Ġw7"
+    with torch.no_grad():
+        guess = unmatched(input_ids=torch.tensor([ids])).logits[0, -1].argmax()
+    assert int(guess) != context[start + 1]
