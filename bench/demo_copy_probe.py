@@ -67,12 +67,13 @@ def main(argv: list[str] | None = None) -> dict:
         )
     )  # fmt: skip
     stream = list(range(100, 100 + args.vocab)) * 4
-    config = replace(dm.SIZES["grounded"], copy_context=args.context, copy_random_share=1.0)
-    held = dm.copy_examples(tok, stream, 64, config, seed=10_000 + args.seed)
+    config = replace(dm.SIZES["grounded"], copy_context=args.context)
+    held = dm.copy_examples(tok, stream, 64, config, seed=10_000 + args.seed, random_share=1.0)
     optimizer, scheduler = dm._schedule(model, args.lr, args.steps, 0.1)
     curve, start = [], time.perf_counter()
     for step in range(args.steps):
-        batch = dm.copy_examples(tok, stream, args.batch, config, seed=args.seed * 7919 + step)
+        batch = dm.copy_examples(tok, stream, args.batch, config, seed=args.seed * 7919 + step,
+                                 random_share=1.0)  # fmt: skip
         loss = dm._optimise(model, optimizer, scheduler, *pad_batch(batch))
         if step % 100 == 0 or step == args.steps - 1:
             accuracy = dm.copy_accuracy(model, held)

@@ -23,8 +23,9 @@ The residual stream is laid out in registers (each ``CODE`` wide):
   against ``MATCH``/``PREV1`` at i, on the RoPE pairs slow enough to be position-free), and
   copies the exact code of token p. The output head reads ``COPY`` as a logit for that token.
 
-Layer 0, the embedding, the induction head and layer 1's input norm are fixed (``frozen``
-lists them with their values so training restores them after each step); the other heads of
+Layer 0, the embedding, the induction head and layer 1's input norm are fixed (``install``
+lists them with their values; ``freeze`` stops the gradients of whole tensors and returns the
+partly fixed ones, which training restores after each step); the other heads of
 layer 1, all MLPs after layer 0, the later layers, the final norm and the output head train.
 Needs head size 128 (64 position-free dimensions for matching), a RoPE base of about 1e9 and
 untied input and output embeddings.
@@ -202,8 +203,13 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
     return frozen
 
 
-def freeze(frozen: list[Frozen]) -> None:
-    """Parameters wholly fixed stop taking gradients (the optimiser skips them)."""
+def freeze(frozen: list[Frozen]) -> list[Frozen]:
+    """Parameters wholly fixed stop taking gradients (the optimiser skips them); returns the
+    partly fixed ones, whose fixed values training must put back after each step."""
+    partly = []
     for f in frozen:
         if bool(f.mask.all()):
             f.param.requires_grad_(False)
+        else:
+            partly.append(f)
+    return partly

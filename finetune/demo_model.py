@@ -64,9 +64,8 @@ class DemoModelConfig:
     learning_rate: float = 3e-3
     seed: int = 0
     # Held-out quoting examples (``copy_examples``) that measure the copying circuit: spans
-    # of ``copy_context`` tokens of corpus (or random tokens, ``copy_random_share``).
+    # of ``copy_context`` tokens of corpus.
     copy_context: int = 192
-    copy_random_share: float = 0.5
     # Then the grounded task (numbered sources + question -> cited answer), loss on
     # the answers only. 0 steps: a plain language model, as the tiny test model is.
     sft_steps: int = 0
@@ -186,9 +185,10 @@ def build_demo_model(
         from finetune import copy_circuit
 
         vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        fixed = copy_circuit.install(model, seed=config.seed, tokens=vocabulary)
-        copy_circuit.freeze(fixed)
-        held = copy_examples(tokenizer, stream, 128, config, seed=config.seed + 7, random_share=0)
+        fixed = copy_circuit.freeze(
+            copy_circuit.install(model, seed=config.seed, tokens=vocabulary)
+        )
+        held = copy_examples(tokenizer, stream, 128, config, seed=config.seed + 7)
         report_circuit = {"quoted_tokens_right_built": round(copy_accuracy(model, held), 4)}
     report = _train(model, stream, config, fixed, progress=progress, log=log)
     if config.copy_circuit:
@@ -403,22 +403,26 @@ COPY_PROMPT = "\nQuote: "
 
 
 def copy_examples(
-    tokenizer, stream: list[int], n: int, config: DemoModelConfig, seed: int, random_share=None
+    tokenizer,
+    stream: list[int],
+    n: int,
+    config: DemoModelConfig,
+    seed: int,
+    random_share: float = 0.0,
 ):
     """``n`` copying examples: ``copy_context`` tokens of the corpus, "Quote:", the first two
     tokens of a span of it (8 to 40 tokens), then the rest of the span and the end token,
-    the only tokens with a loss (``labels``, -100 elsewhere). A ``random_share`` of them
-    (default ``config.copy_random_share``) have tokens drawn at random from the corpus's
-    instead of its text: only copying predicts those, which teaches it fastest."""
+    the only tokens with a loss (``labels``, -100 elsewhere). A ``random_share`` of them have
+    tokens drawn at random from the corpus's instead of its text: only copying predicts
+    those."""
     rng = random.Random(seed)
     prompt = tokenizer(COPY_PROMPT, add_special_tokens=False)["input_ids"]
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     width = config.copy_context
-    share = config.copy_random_share if random_share is None else random_share
-    vocabulary = sorted(set(stream)) if share else []
+    vocabulary = sorted(set(stream)) if random_share else []
     examples = []
     for _ in range(n):
-        if rng.random() < share:
+        if rng.random() < random_share:
             context = [rng.choice(vocabulary) for _ in range(width)]
         else:
             at = rng.randrange(0, len(stream) - width)

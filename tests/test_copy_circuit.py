@@ -71,9 +71,9 @@ def test_training_changes_the_rest_and_keeps_the_circuit():
 
     model = small_model()
     fixed = install(model, seed=0)
-    freeze(fixed)
+    partly = freeze(fixed)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    optimizer, scheduler = _schedule(model, 3e-3, 4, 0.1, fixed)
+    optimizer, scheduler = _schedule(model, 3e-3, 4, 0.1, partly)
     for seed in range(100, 104):  # quoting examples other than the measured ones
         ids, positions, _ = quote_task(seed, context=120)
         labels = [-100] * len(ids)  # loss on the quote, as the grounded task has it

@@ -77,8 +77,8 @@ def answer(indexed):
     support = EmbedderSupport(embedder)
 
     def ask(question: str, gold: list[str], served=None) -> dict:
-        """``served``: an openai client of `assistant serve` on the same index, asked instead
-        of the model in transformers (the scoring uses the same passages)."""
+        """``served(messages)``: the reply of `assistant serve` on the same index, asked
+        instead of the model in transformers (the scoring uses the same passages)."""
         kept = grounder.keep(retriever.search(question, settings.retrieval_k))
         user = [{"role": "user", "content": question}]
         if served is None:
@@ -91,10 +91,7 @@ def answer(indexed):
                 out = model.generate(torch.tensor([prompt]), max_new_tokens=96, do_sample=False)
             text = tokenizer.decode(out[0][len(prompt) :], skip_special_tokens=True).strip()
         else:
-            reply = served.chat.completions.create(
-                model=served.models.list().data[0].id, messages=user, temperature=0,
-                max_tokens=96,
-            )  # fmt: skip
+            reply = served(user)
             got = [(s["source"], s["rank"]) for s in reply.model_extra["sources"]]
             assert got == [(h.source, h.rank) for h in kept]  # the server found the same
             text = reply.choices[0].message.content.strip()
@@ -163,8 +160,15 @@ def test_served_by_vllm_it_quotes_as_it_does_in_transformers(answer, indexed, tm
     served = start_serve(settings.home, model=model, env=same)
     try:
         client = openai.OpenAI(base_url=served.base + "/v1", api_key="unused", max_retries=0)
+        name = client.models.list().data[0].id
+
+        def reply(messages):
+            return client.chat.completions.create(
+                model=name, messages=messages, temperature=0, max_tokens=96
+            )
+
         asked = [q for q in dev_questions("answerable-dev.jsonl") if q["gold"]][:6]
-        results = [answer(q["question"], q["gold"], served=client) for q in asked]
+        results = [answer(q["question"], q["gold"], served=reply) for q in asked]
     finally:
         stop_serve(served)
     shown = "\n".join(f"{r['faithfulness']}: {r['answer']}" for r in results)
