@@ -15,7 +15,7 @@ ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 # does not already find that wheel locally.
 PIP := $(BIN)/python -m pip
 
-.PHONY: install browser corpora demo test lint format clean
+.PHONY: install browser corpora test-packages demo test lint format clean
 
 install: $(STAMP)
 
@@ -56,7 +56,17 @@ demo: install
 	ASSISTANT_ADMIN_KEY="$$key" ASSISTANT_COMPANY_NAME="$${ASSISTANT_COMPANY_NAME:-Fennmoor Logistics}" \
 	  $(BIN)/assistant serve
 
-test: install browser corpora
+# What the tests need from Debian, in one apt-get run (one package index update, not two).
+test-packages:
+	@missing=""; \
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || missing="chromium chromium-driver"; \
+	[ -f /usr/share/debian-reference/ch01.en.html ] || missing="$$missing debian-reference-en"; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "some tests skip without: sudo apt-get install$$missing"; fi
+
+test: install test-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

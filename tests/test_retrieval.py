@@ -62,6 +62,16 @@ def store(tmp_path):
     return open_client(tmp_path / "store")
 
 
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory, embedder):
+    """Every sample doc indexed once, for the tests that only search it."""
+    from retrieval.store import open_client
+
+    client = open_client(tmp_path_factory.mktemp("sample") / "store")
+    make_indexer(client, embedder).run([DATA / "docs"], progress=False)
+    return client
+
+
 def copy_docs(tmp_path, names):
     folder = tmp_path / "docs"
     folder.mkdir(parents=True, exist_ok=True)
@@ -210,14 +220,13 @@ def test_cross_encoder_reranker_reorders_candidates(tmp_path, store, embedder):
     assert scores == sorted(scores, reverse=True)
 
 
-def test_retrieval_quality_floor_on_the_sample_docs(tmp_path, store, embedder):
+def test_retrieval_quality_floor_on_the_sample_docs(sample_index, embedder):
     """Hybrid must stay at least as good as dense and above a floor (measured 0.98)."""
     from retrieval.evaluation import evaluate, load_questions
     from retrieval.retriever import Retriever
 
-    make_indexer(store, embedder).run([DATA / "docs"], progress=False)
     questions = load_questions(DATA / "eval" / "retrieval.jsonl")
-    retriever = Retriever(store, embedder)
+    retriever = Retriever(sample_index, embedder)
     scores = {
         mode: evaluate(lambda q, k, m=mode: retriever.search(q, k, mode=m), questions, 5)
         for mode in ("dense", "hybrid")
@@ -237,12 +246,12 @@ def test_question_file_errors_name_the_line(tmp_path):
         load_questions(path)
 
 
-def test_pruning_keyword_candidates_changes_no_result(tmp_path, store, embedder, monkeypatch):
+def test_pruning_keyword_candidates_changes_no_result(sample_index, embedder, monkeypatch):
     """Hybrid skips fetching keyword-only candidates that cannot reach the top k; the
     results must be exactly those of fetching them all."""
     from retrieval.retriever import Retriever
 
-    make_indexer(store, embedder).run([DATA / "docs"], progress=False)
+    store = sample_index
     lines = (DATA / "eval" / "retrieval.jsonl").read_text().splitlines()
     queries = [json.loads(line)["question"] for line in lines[:25]]
     queries += ["TP-204", "printer toner FID-460 error", "vpn"]
