@@ -23,6 +23,14 @@ The residual stream is laid out in registers (each ``CODE`` wide):
   against ``MATCH``/``PREV1`` at i, on the RoPE pairs slow enough to be position-free), and
   copies the exact code of token p. The output head reads ``COPY`` as a logit for that token.
 
+With a third head and a vocabulary that has the prompt's source markers (``<<<`` opens the
+numbered sources, ``>>>`` closes them), quotes come from the sources only: the markers carry
+a flag and a sign in the embedding (``MARKER``, ``MARKER_SIGN``); layer 0's third head
+attends to the markers seen so far and writes the mean of their signs, ``IN_SOURCES`` (+ between
+the markers, 0 before, and after the closing one), and the induction head prefers keys there
+by ``SOURCE_LOGIT``: a word of the answer is looked up in the sources, not in the system
+prompt, the question or the answer itself.
+
 Layer 0, the embedding, the induction head and layer 1's input norm are fixed (``install``
 lists them with their values; ``freeze`` stops the gradients of whole tensors and returns the
 partly fixed ones, which training restores after each step); the other heads of
@@ -43,6 +51,8 @@ PREV1 = slice(2 * CODE, 3 * CODE)
 PREV2 = slice(3 * CODE, 4 * CODE)
 COPY = slice(4 * CODE, 5 * CODE)
 MATCH = slice(5 * CODE, 6 * CODE)
+IN_SOURCES, MARKER, MARKER_SIGN = ONE + 1, ONE + 2, ONE + 3  # spare dimensions beside ONE
+SOURCE_MARKERS = ("<<<", ">>>")  # as grounding.yaml's "<<<SOURCES" / "SOURCES>>>" tokenize
 MIN_HIDDEN = 6 * CODE
 HEAD_DIM = 128
 ROPE_THETA = 1e9
@@ -51,6 +61,10 @@ POSITION_MARGIN = 20.0  # attention logits between the right position and its ne
 MATCH_LOGIT = 20.0  # attention logit of a current-token match; the previous token adds 0.6 of it
 PREVIOUS_WEIGHT = 0.6
 COPY_GAIN = 3.0  # output-head weight on COPY
+FLAG = 0.25  # the markers' flag and sign in the embedding (small: RMSNorm scales barely move)
+INSIDE = 0.3  # IN_SOURCES between the markers
+MARKER_LOGIT = 20.0  # attention logit of a marker for layer 0's third head (others: 0)
+SOURCE_LOGIT = 20.0  # what a key inside the sources adds to the induction head's score
 
 
 @dataclass
@@ -104,10 +118,20 @@ def match_groups(tokens: list[str]) -> list[int]:
     return [groups.setdefault(t.removeprefix("Ġ") or t, len(groups)) for t in tokens]
 
 
+def source_markers(config, tokens: list[str] | None) -> tuple[int, int] | None:
+    """Ids of the opening and closing source markers when the circuit can keep quotes inside
+    them (a third head and both markers in the vocabulary), else None."""
+    if tokens is None or config.num_attention_heads < 3:
+        return None
+    ids = [tokens.index(m) if m in tokens else -1 for m in SOURCE_MARKERS]
+    return None if -1 in ids else (ids[0], ids[1])
+
+
 def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Frozen]:
     """Write the circuit into ``model`` (a transformers LlamaForCausalLM); returns the parts
     training must keep fixed. ``tokens`` (the vocabulary, by id) lets tokens that differ only
-    by a leading space match each other; without it every token matches only itself."""
+    by a leading space match each other, and, where it has the source markers, keeps quotes
+    inside the sources (``source_markers``); without it every token matches only itself."""
     import torch
 
     config = model.config
@@ -140,6 +164,11 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
         embed[:, TOK] = codes
         embed[:, MATCH] = match
         embed[:, ONE] = 1.0
+        markers = source_markers(config, tokens)
+        if markers:
+            for token, sign in zip(markers, (1.0, -1.0), strict=True):
+                embed[token, MARKER] = FLAG
+                embed[token, MARKER_SIGN] = sign * FLAG
         fix(embed)
 
         # Layer 0: the input is [code, 1, match code], norm sqrt(3), scaled by RMSNorm to
@@ -167,6 +196,13 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
             ).float()
             attn.v_proj.weight[q.start : q.start + CODE, MATCH] = torch.eye(CODE)
             attn.o_proj.weight[out, q.start : q.start + CODE] = torch.eye(CODE) / scale
+        if markers:  # head 2: the mean sign of the markers so far, on a position-free pair
+            q = 2 * HEAD_DIM + pairs - 1
+            w = math.sqrt(MARKER_LOGIT * math.sqrt(HEAD_DIM) / (FLAG * scale**2))
+            attn.q_proj.weight[q, ONE] = w
+            attn.k_proj.weight[q, MARKER] = w
+            attn.v_proj.weight[2 * HEAD_DIM, MARKER_SIGN] = 1.0
+            attn.o_proj.weight[IN_SOURCES, 2 * HEAD_DIM] = INSIDE / (FLAG * scale)
         for p in layer.parameters():
             fix(p)
 
@@ -192,6 +228,10 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
             attn.k_proj.weight[current[k], PREV1.start + k] = a / scale
             attn.q_proj.weight[previous[k], PREV1.start + half + k] = b / scale
             attn.k_proj.weight[previous[k], PREV2.start + half + k] = b / scale
+        if markers:  # keys inside the sources, on the slowest of the other pairs
+            w = math.sqrt(SOURCE_LOGIT * math.sqrt(HEAD_DIM) / (INSIDE * scale**2))
+            attn.q_proj.weight[pairs // 2 - 1, ONE] = w
+            attn.k_proj.weight[pairs // 2 - 1, IN_SOURCES] = w
         attn.v_proj.weight[0:CODE, TOK] = torch.eye(CODE)
         attn.o_proj.weight[COPY, 0:CODE] = torch.eye(CODE) / scale
         for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):

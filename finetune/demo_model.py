@@ -189,7 +189,11 @@ def build_demo_model(
             copy_circuit.install(model, seed=config.seed, tokens=vocabulary)
         )
         held = copy_examples(tokenizer, stream, 128, config, seed=config.seed + 7)
-        report_circuit = {"quoted_tokens_right_built": round(copy_accuracy(model, held), 4)}
+        markers = copy_circuit.source_markers(model.config, vocabulary)
+        report_circuit = {
+            "quotes_sources_only": markers is not None,
+            "quoted_tokens_right_built": round(copy_accuracy(model, held), 4),
+        }
     report = _train(model, stream, config, fixed, progress=progress, log=log)
     if config.copy_circuit:
         report_circuit["quoted_tokens_right_trained"] = round(copy_accuracy(model, held), 4)
@@ -527,13 +531,18 @@ by saying the documentation does not cover it. Answer loss on held-back examples
         else ""
     )
     circuit = report.get("copy_circuit")
+    sources = (
+        ", looking only between the prompt's source markers (a third layer-0 head marks them)"
+        if circuit and circuit.get("quotes_sources_only")
+        else ""
+    )
     copying = (
         f"""
 Its copying is not learned but written into the weights before training
 (finetune/copy_circuit.py): two layer-0 heads that attend one and two places back, and a
 layer-1 induction head that finds where the last two tokens occur in the prompt and copies the
-token after them; training leaves those parts fixed and learns the rest. Share of held-out
-quoted tokens it predicts: {circuit["quoted_tokens_right_built"]} as built,
+token after them{sources}; training leaves those parts fixed and learns the rest. Share of
+held-out quoted tokens it predicts: {circuit["quoted_tokens_right_built"]} as built,
 {circuit["quoted_tokens_right_trained"]} after {config.max_steps} language-model steps.
 """
         if circuit

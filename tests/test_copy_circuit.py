@@ -127,3 +127,33 @@ def test_a_quote_starting_without_the_space_finds_the_word_inside_a_sentence():
     with torch.no_grad():
         guess = unmatched(input_ids=torch.tensor([ids])).logits[0, -1].argmax()
     assert int(guess) != context[start + 1]
+
+
+def test_quotes_come_from_the_sources_not_the_prompt_around_them():
+    """Two words seen twice before the sources' opening marker and twice after the closing one
+    (the system prompt, the question) are followed there by other words than inside the
+    sources: with the markers in the vocabulary the copy follows the sources; without them it
+    follows the majority outside."""
+    from finetune.copy_circuit import install, source_markers
+
+    tokens = [f"w{i}" for i in range(510)] + ["<<<", ">>>"]
+    opening, closing = 510, 511
+    rng = random.Random(11)
+
+    def words(n):
+        return [rng.randrange(4, 500) for _ in range(n)]
+
+    u, v, outside, inside = 500, 501, 502, 503
+    ids = [*words(80), u, v, outside, *words(80), u, v, outside, *words(40), opening]
+    ids += [*words(150), u, v, inside, *words(150), closing]
+    ids += [*words(40), u, v, outside, *words(20), u, v, outside, *words(10), u, v]
+    shape = {"num_attention_heads": 3, "num_key_value_heads": 3}
+    model = small_model(**shape)
+    assert source_markers(model.config, tokens) == (opening, closing)
+    install(model, seed=0, tokens=tokens)
+    unmasked = small_model(**shape)
+    install(unmasked, seed=0, tokens=[*tokens[:510], "x", "y"])
+    with torch.no_grad():
+        assert int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()) == inside
+        assert int(unmasked(input_ids=torch.tensor([ids])).logits[0, -1].argmax()) == outside
+    assert source_markers(small_model().config, tokens) is None  # two heads: no room for it
