@@ -2,12 +2,14 @@
 
 Each example is what the gateway sends vLLM for one question (the grounded system prompt with
 the passages the real index returns for it, then the question), followed by the answer the
-demo model should give: the source sentence(s) that answer it, cited as ``[n]``, or, when no
-source fits or none was found, that the documentation does not cover it.
+demo model should give: the opening sentence of the passage the search ranked first, cited as
+``[1]`` (what its copying circuit starts on: finetune/copy_circuit.py), or, when the search
+found nothing relevant, that the documentation does not cover it. A model this small cannot
+judge which sentence answers a question; the search and its relevance gate can.
 
 Questions are made from the docs (headings and sentences, by templates) and from the
-employees' turns in the transcripts, with the sentence the agent's reply matches as the
-answer. Nothing is taken from ``data/eval``: those questions measure the result.
+employees' turns in the transcripts. Nothing is taken from ``data/eval``: those questions
+measure the result.
 """
 
 from __future__ import annotations
@@ -17,17 +19,16 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from assistant.answer_text import content_words, split_sentences
+from assistant.grounding import passage_body
 
 ABSTAIN = (
     "I don't know: the documentation I can search does not cover this. "
     "Please contact the IT Service Desk and tell them what you need."
 )
 MIN_ANSWER_WORDS = 5  # a shorter source sentence answers nothing on its own
-TRANSCRIPT_MATCH = 0.35  # share of a source sentence's words found in the agent's reply
-DISTRACTOR_SHARE = 0.12  # examples whose sources all come from other documents
 UNGROUNDED_SHARE = 0.06  # examples with no sources at all (the ungrounded prompt)
 
 _TEMPLATES = (
@@ -37,6 +38,10 @@ _TEMPLATES = (
     "who do i ask about {k}", "is there a way to {k}", "help!! {k}", "what about {k}",
 )  # fmt: skip
 _MARKUP = re.compile(r"[*_`#>]+")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+_BLOCK_START = re.compile(r"\n(?=\s*(?:[-*#|]|\d+[.)]\s))")  # a list item, heading or row
+_LIST_MARK = re.compile(r"\s*(?:[-*]|\d+[.)])\s+")
+LEAD_MAX_WORDS = 40  # a longer opening (a PDF's title lines) ends at its first line break
 _TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}")
 
 
@@ -45,9 +50,6 @@ class Question:
     text: str
     kind: str  # heading, sentence or transcript
     source: str = ""  # the document it was made from ("" for a transcript)
-    chunk: str = ""  # the passage text it was made from (doc questions)
-    answer: list[str] = field(default_factory=list)  # target sentences (doc questions)
-    reply: str = ""  # the agent's reply (transcript questions)
 
 
 @dataclass
@@ -69,6 +71,20 @@ def answer_sentences(passage: str) -> list[str]:
     return out
 
 
+def lead_sentence(passage: str) -> str:
+    """The passage's opening sentence as the prompt shows it (``passage_body``: no heading
+    lines first), line breaks kept, so that it is copied token for token: up to the first
+    full stop, the end of the first list item, row or paragraph."""
+    body = passage_body(passage)
+    mark = _LIST_MARK.match(body)
+    start = mark.end() if mark else 0
+    ends = (_SENTENCE_END.search(body, start), _BLOCK_START.search(body, start))
+    lead = body[: min((m.start() for m in ends if m), default=len(body))].split("\n\n")[0]
+    if len(lead.split()) > LEAD_MAX_WORDS:
+        lead = lead.split("\n")[0]
+    return lead.strip()
+
+
 def doc_questions(
     chunks: Sequence[tuple[str, str, str]], rng: random.Random, per_sentence: int = 2
 ) -> list[Question]:
@@ -77,10 +93,10 @@ def doc_questions(
     df = Counter(w for _, _, text in chunks for w in content_words(text))
     questions, seen = [], set()
 
-    def add(text: str, kind: str, source: str, chunk: str, answer: list[str]) -> None:
+    def add(text: str, kind: str, source: str) -> None:
         if text.lower() not in seen:
             seen.add(text.lower())
-            questions.append(Question(text, kind, source, chunk, answer))
+            questions.append(Question(text, kind, source))
 
     for source, section, text in chunks:
         sentences = answer_sentences(text)
@@ -88,24 +104,24 @@ def doc_questions(
             continue
         heading = _plain(section.split(" > ")[-1]).lower()
         for _ in range(per_sentence if heading else 0):
-            add(_ask(heading, rng), "heading", source, text, sentences[:2])
+            add(_ask(heading, rng), "heading", source)
         for sentence in sentences:
             for _ in range(per_sentence):
                 key = _key_words(sentence, df, rng)
                 if key:
-                    add(_ask(key, rng), "sentence", source, text, [sentence])
+                    add(_ask(key, rng), "sentence", source)
     return questions
 
 
 def transcript_questions(conversations: Sequence[list[dict]]) -> list[Question]:
-    """Each employee turn that the agent answered, with that reply."""
+    """Each employee turn that the agent answered."""
     out = []
     for messages in conversations:
         for asked, reply in itertools.pairwise(messages):
             if asked.get("role") == "user" and reply.get("role") == "assistant":
                 text = str(asked.get("content") or "").strip()
                 if len(text.split()) >= 3:
-                    out.append(Question(text, "transcript", reply=str(reply.get("content") or "")))
+                    out.append(Question(text, "transcript"))
     return out
 
 
@@ -140,47 +156,15 @@ def build_training_set(
             conversations.append(_chat(prompt(user, []), q.text, ABSTAIN))
             counts["ungrounded"] += 1
             continue
-        if draw < UNGROUNDED_SHARE + DISTRACTOR_SHARE and q.source:
-            others = keep([h for h in kept if h.source != q.source])
-            if others:
-                conversations.append(_chat(prompt(user, others), q.text, ABSTAIN))
-                counts["distractors"] += 1
-                continue
-        answer = _cited_answer(q, kept)
-        if answer is None:
+        lead = lead_sentence(kept[0].text)
+        if len(lead.split()) < 2:
             counts[f"skipped_{q.kind}"] += 1
             continue
+        answer = _cite(lead, kept[0].rank)
         conversations.append(_chat(prompt(user, kept), q.text, answer))
         counts[q.kind] += 1
     log("training examples: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return TrainingSet(conversations, counts)
-
-
-def _cited_answer(q: Question, kept: list) -> str | None:
-    if q.kind == "transcript":
-        return _from_reply(q.reply, kept)
-    for hit in kept:
-        if hit.source == q.source and hit.text == q.chunk:
-            return " ".join(_cite(s, hit.rank) for s in q.answer)
-    return None  # the index did not return the passage it was made from
-
-
-def _from_reply(reply: str, kept: list) -> str | None:
-    """The source sentence(s) the agent's reply says most of, if it says enough of one."""
-    said = content_words(reply)
-    best: list[tuple[float, int, str]] = []
-    for hit in kept:
-        for sentence in answer_sentences(hit.text):
-            words = content_words(sentence)
-            share = len(words & said) / len(words) if words else 0.0
-            if share >= TRANSCRIPT_MATCH:
-                best.append((share, hit.rank, sentence))
-    if not best:
-        return None
-    best.sort(key=lambda b: -b[0])
-    top_rank = best[0][1]
-    chosen = [b for b in best if b[1] == top_rank][:2]
-    return " ".join(_cite(s, rank) for _, rank, s in chosen)
 
 
 def _cite(sentence: str, rank: int) -> str:

@@ -103,5 +103,14 @@ def format_sources(passages: list[Passage]) -> str:
         heading = p.title if not p.section or p.section == p.title else p.section
         if not heading.startswith(p.title):
             heading = f"{p.title} > {heading}"
-        blocks.append(f"[{p.rank}] {heading} ({where})\n{p.text.strip()}")
+        blocks.append(f"[{p.rank}] {heading} ({where})\n{passage_body(p.text)}")
     return "\n\n".join(blocks)
+
+
+def passage_body(text: str) -> str:
+    """A passage without the heading lines it opens with ("## Public places"): the source's
+    header line already names its section, and the text starts with what it says."""
+    lines = text.strip().splitlines()
+    while len(lines) > 1 and (lines[0].lstrip().startswith("#") or not lines[0].strip()):
+        lines.pop(0)
+    return "\n".join(lines).strip()

@@ -31,6 +31,24 @@ the markers, 0 before, and after the closing one), and the induction head prefer
 by ``SOURCE_LOGIT``: a word of the answer is looked up in the sources, not in the system
 prompt, the question or the answer itself.
 
+Where the vocabulary also has the chat template's ``assistant``, ``)``, ``SOURCES`` and ``[``,
+the answer starts where the top source's text does:
+
+- the induction head reads the "assistant" before the answer's opening newline as if it were
+  the ``)`` that ends a source's header line ("[1] Title > Section (file.md)"), so the
+  answer's first token is looked up as the token after ``)`` and a newline: the first token
+  of a source's text;
+- ``[`` (which opens each header) and ``SOURCES`` are markers too, of sign 0: the mean sign
+  inside source n is 1/(n + 2), so the preference for keys inside the sources falls from
+  source [1] to the later ones (``SOURCE_ORDER_LOGIT`` in [1], three quarters of it in [2],
+  three fifths in [3]); markers themselves are never copied (``MARKER_PENALTY``: the
+  "<<<SOURCES" before [1] has a higher mean sign and would start every answer);
+- a ramp on a RoPE pair whose half period spans the context (``EARLIEST_LOGIT``) prefers the
+  earliest of equal matches: the first sentence before the next.
+
+So the circuit alone quotes the opening of the top source; training teaches when to stop,
+cite and decline.
+
 Layer 0, the embedding, the induction head and layer 1's input norm are fixed (``install``
 lists them with their values; ``freeze`` stops the gradients of whole tensors and returns the
 partly fixed ones, which training restores after each step); the other heads of
@@ -65,6 +83,12 @@ FLAG = 0.25  # the markers' flag and sign in the embedding (small: RMSNorm scale
 INSIDE = 0.3  # IN_SOURCES between the markers
 MARKER_LOGIT = 20.0  # attention logit of a marker for layer 0's third head (others: 0)
 SOURCE_LOGIT = 20.0  # what a key inside the sources adds to the induction head's score
+LEAD = ("assistant", ")")  # the answer's opening reads like the end of a source's header
+EARLIEST_PAIR = 20  # a RoPE pair whose half period (2,040 tokens at base 1e9) spans the context
+NEUTRAL_MARKERS = ("SOURCES", "[")  # markers of sign 0; "[" opens "[n] Title (file)"
+SOURCE_ORDER_LOGIT = 20.0  # the sources' preference in source [1] with header markers
+MARKER_PENALTY = 40.0  # taken from the induction head's score of a key that is a marker
+EARLIEST_LOGIT = 16.0  # the induction head's score of a key d tokens back: -16 cos(d f)
 
 
 @dataclass
@@ -127,6 +151,14 @@ def source_markers(config, tokens: list[str] | None) -> tuple[int, int] | None:
     return None if -1 in ids else (ids[0], ids[1])
 
 
+def lead_tokens(tokens: list[str] | None) -> tuple[int, int] | None:
+    """Ids of ``LEAD`` when the circuit can start answers on a source's first token, else
+    None."""
+    if tokens is None or any(t not in tokens for t in LEAD):
+        return None
+    return tokens.index(LEAD[0]), tokens.index(LEAD[1])
+
+
 def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Frozen]:
     """Write the circuit into ``model`` (a transformers LlamaForCausalLM); returns the parts
     training must keep fixed. ``tokens`` (the vocabulary, by id) lets tokens that differ only
@@ -169,6 +201,9 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
             for token, sign in zip(markers, (1.0, -1.0), strict=True):
                 embed[token, MARKER] = FLAG
                 embed[token, MARKER_SIGN] = sign * FLAG
+        ordered = bool(markers and lead_tokens(tokens) and set(NEUTRAL_MARKERS) <= set(tokens))
+        for name in NEUTRAL_MARKERS if ordered else ():
+            embed[tokens.index(name), MARKER] = FLAG
         fix(embed)
 
         # Layer 0: the input is [code, 1, match code], norm sqrt(3), scaled by RMSNorm to
@@ -223,15 +258,33 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
         current, previous = dims[0::2][:half], dims[1::2][:half]
         a = math.sqrt(MATCH_LOGIT * math.sqrt(HEAD_DIM) * 2)
         b = a * math.sqrt(PREVIOUS_WEIGHT)
+        # The previous token is read through ``as_previous``: the identity, or one that also
+        # turns "assistant" into ")" (the answer's start is looked up as a source's).
+        as_previous = torch.eye(half, dtype=torch.float64)
+        lead = lead_tokens(tokens)
+        if lead:
+            said, header_end = (match[t, half:].double() for t in lead)
+            as_previous += torch.outer(header_end - said, said) / said.dot(said)
         for k in range(half):
             attn.q_proj.weight[current[k], MATCH.start + k] = a / scale
             attn.k_proj.weight[current[k], PREV1.start + k] = a / scale
-            attn.q_proj.weight[previous[k], PREV1.start + half + k] = b / scale
+            attn.q_proj.weight[previous[k], PREV1.start + half : PREV1.start + CODE] = (
+                b / scale * as_previous[k]
+            ).float()
             attn.k_proj.weight[previous[k], PREV2.start + half + k] = b / scale
+        if lead:  # -EARLIEST_LOGIT cos(d f): grows with the distance d over the whole context
+            w = math.sqrt(EARLIEST_LOGIT * math.sqrt(HEAD_DIM)) / scale
+            attn.q_proj.weight[EARLIEST_PAIR, ONE] = w
+            attn.k_proj.weight[EARLIEST_PAIR, ONE] = -w
         if markers:  # keys inside the sources, on the slowest of the other pairs
-            w = math.sqrt(SOURCE_LOGIT * math.sqrt(HEAD_DIM) / (INSIDE * scale**2))
+            bonus = 3 * SOURCE_ORDER_LOGIT if ordered else SOURCE_LOGIT  # at a mean sign of 1
+            w = math.sqrt(bonus * math.sqrt(HEAD_DIM) / (INSIDE * scale**2))
             attn.q_proj.weight[pairs // 2 - 1, ONE] = w
             attn.k_proj.weight[pairs // 2 - 1, IN_SOURCES] = w
+        if ordered:  # a marker is never copied, on the next slowest pair
+            w = math.sqrt(MARKER_PENALTY * math.sqrt(HEAD_DIM) / (FLAG * scale**2))
+            attn.q_proj.weight[pairs // 2 - 2, ONE] = w
+            attn.k_proj.weight[pairs // 2 - 2, MARKER] = -w
         attn.v_proj.weight[0:CODE, TOK] = torch.eye(CODE)
         attn.o_proj.weight[COPY, 0:CODE] = torch.eye(CODE) / scale
         for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):

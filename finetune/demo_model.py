@@ -192,6 +192,8 @@ def build_demo_model(
         markers = copy_circuit.source_markers(model.config, vocabulary)
         report_circuit = {
             "quotes_sources_only": markers is not None,
+            "starts_at_top_source": markers is not None
+            and copy_circuit.lead_tokens(vocabulary) is not None,
             "quoted_tokens_right_built": round(copy_accuracy(model, held), 4),
         }
     report = _train(model, stream, config, fixed, progress=progress, log=log)
@@ -523,8 +525,9 @@ def _model_card(config: DemoModelConfig, report: dict) -> str:
         f"""
 Then {grounded["steps"]} steps on the grounded task ({grounded["examples"]} examples made from
 the sample docs and transcripts, never from data/eval): the gateway's system prompt with
-numbered sources and a question, answered by quoting the sentence that fits, cited as [n], or
-by saying the documentation does not cover it. Answer loss on held-back examples:
+numbered sources and a question, answered by quoting the opening sentence of source [1] (the
+passage the search ranked first), cited as [1], or, when the search found nothing relevant, by
+saying the documentation does not cover it. Answer loss on held-back examples:
 {grounded["answer_loss_before"]} before, {grounded["answer_loss_after"]} after.
 """
         if grounded
@@ -536,12 +539,19 @@ by saying the documentation does not cover it. Answer loss on held-back examples
         if circuit and circuit.get("quotes_sources_only")
         else ""
     )
+    start = (
+        ". An answer starts where source [1]'s text starts: the induction head reads the "
+        "answer's opening as the end of a source's header line, and prefers source [1] and "
+        "earlier matches"
+        if circuit and circuit.get("starts_at_top_source")
+        else ""
+    )
     copying = (
         f"""
 Its copying is not learned but written into the weights before training
 (finetune/copy_circuit.py): two layer-0 heads that attend one and two places back, and a
 layer-1 induction head that finds where the last two tokens occur in the prompt and copies the
-token after them{sources}; training leaves those parts fixed and learns the rest. Share of
+token after them{sources}{start}; training leaves those parts fixed and learns the rest. Share of
 held-out quoted tokens it predicts: {circuit["quoted_tokens_right_built"]} as built,
 {circuit["quoted_tokens_right_trained"]} after {config.max_steps} language-model steps.
 """
@@ -564,6 +574,6 @@ A Llama-architecture causal LM ({report["parameters"]:,} parameters, hidden
 {config.hidden_size}, {config.num_layers} layers, head size {config.head_dim}) with its own
 byte-level BPE tokenizer ({config.vocab_size} tokens) and a ChatML chat template, {language}
 {copying}{task}
-It can only quote what it is given, and often quotes the wrong sentence: serve a real instruct
-model for real use (see the project README).
+It can only quote what it is given, and does not judge which sentence answers the question:
+serve a real instruct model for real use (see the project README).
 """

@@ -157,3 +157,58 @@ def test_quotes_come_from_the_sources_not_the_prompt_around_them():
         assert int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()) == inside
         assert int(unmasked(input_ids=torch.tensor([ids])).logits[0, -1].argmax()) == outside
     assert source_markers(small_model().config, tokens) is None  # two heads: no room for it
+
+
+def grounded_prompt(rng, bodies: list[list[int]], names: dict[str, int]) -> list[int]:
+    """Random words shaped like the gateway's grounded prompt: system text, "<<<SOURCES",
+    then per source "[n] title (file)" and its text, "SOURCES>>>", the question, and the
+    chat template's "assistant" and newline."""
+
+    def words(n):
+        return [rng.randrange(10, 500) for _ in range(n)]
+
+    nl = names["Ċ"]
+    ids = [*words(60), nl, names["<<<"], names["SOURCES"], nl]
+    for rank, body in enumerate(bodies, start=1):
+        ids += [names["["], 500 + rank, names["]"], *words(6), names[")"], nl, *body, nl, nl]
+    ids += [names["SOURCES"], names[">>>"], *words(12), names["assistant"], nl]
+    return ids
+
+
+def test_an_answer_starts_on_the_top_sources_text_and_quotes_it():
+    """With the chat template's and the prompt's tokens in the vocabulary, the circuit alone
+    (before any training) starts the answer on the first token of source [1]'s text, not of
+    the later sources or the prompt around them, and quotes on from there; without them the
+    answer's first token is anyone's guess."""
+    from finetune.copy_circuit import install, lead_tokens
+
+    special = ["Ċ", "<<<", ">>>", "SOURCES", "[", "]", ")", "assistant"]
+    tokens = [f"w{i}" for i in range(512 - len(special))] + special
+    names = {t: tokens.index(t) for t in special}
+    assert lead_tokens(tokens) == (names["assistant"], names[")"])
+    shape = {"num_attention_heads": 3, "num_key_value_heads": 3}
+    model = small_model(**shape)
+    install(model, seed=0, tokens=tokens)
+    started = quoted = total = 0
+    for seed in range(6):
+        rng = random.Random(seed)
+        bodies = [[rng.randrange(10, 500) for _ in range(rng.randrange(40, 90))] for _ in range(4)]
+        bodies[2][0] = bodies[0][0]  # a later source starting with the same word
+        ids = grounded_prompt(rng, bodies, names)
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), max_new_tokens=20, do_sample=False)
+        answer = out[0, len(ids) :].tolist()
+        started += answer[0] == bodies[0][0]
+        quoted += sum(a == b for a, b in zip(answer, bodies[0][:20], strict=True))
+        total += 20
+    assert started == 6
+    assert quoted / total >= 0.95
+    plain = small_model(**shape)
+    install(plain, seed=0, tokens=[t if t != "assistant" else "helper" for t in tokens])
+    assert lead_tokens([t if t != "assistant" else "helper" for t in tokens]) is None
+    rng = random.Random(0)
+    bodies = [[rng.randrange(10, 500) for _ in range(60)] for _ in range(4)]
+    ids = grounded_prompt(rng, bodies, names)
+    with torch.no_grad():
+        first = int(plain(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+    assert first != bodies[0][0]

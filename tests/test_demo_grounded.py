@@ -19,6 +19,7 @@ from assistant.demo_training import (
     answer_sentences,
     build_training_set,
     doc_questions,
+    lead_sentence,
     transcript_questions,
 )
 from assistant.grounder import Grounder
@@ -100,24 +101,24 @@ def test_questions_come_from_headings_sentences_and_transcripts():
         ]
     ]
     (q,) = transcript_questions(talk)  # "ok" is too short to be a question
-    assert q.kind == "transcript" and q.reply.startswith("Plug into")
+    assert q.kind == "transcript" and q.text == "vpn says TP-204 again"
 
 
-def test_examples_are_the_gateways_prompt_and_a_cited_answer(monkeypatch):
+def test_examples_are_the_gateways_prompt_and_the_top_sources_opening(monkeypatch):
     import assistant.demo_training as dt
 
     monkeypatch.setattr(dt, "UNGROUNDED_SHARE", 0.0)
-    monkeypatch.setattr(dt, "DISTRACTOR_SHARE", 0.0)
     g = grounder()
     asked = [
-        Question("wired port leave on", "sentence", VPN[0], VPN[2], [answer_sentences(VPN[2])[-1]]),
-        Question("vpn TP-204", "transcript", reply="Connect it to a wired port in an office "
-                 "and leave it on for 20 minutes."),
-        Question("who won the football", "sentence", "x.md", "nothing", ["Nothing here."]),
-    ]  # fmt: skip
+        Question("wired port leave on", "sentence", VPN[0]),
+        Question("vpn TP-204", "transcript"),
+        Question("guest voucher", "heading", WIFI[0]),
+        Question("who won the football", "sentence", "x.md"),
+    ]
     retrieved = {
-        "wired port leave on": hits(WIFI, VPN, scores=[0.5, 0.45]),
-        "vpn TP-204": hits(WIFI, VPN, scores=[0.5, 0.45]),
+        "wired port leave on": hits(VPN, WIFI, scores=[0.5, 0.45]),
+        "vpn TP-204": hits(VPN, WIFI, scores=[0.5, 0.45]),
+        "guest voucher": hits(WIFI, VPN, scores=[0.5, 0.45]),
         "who won the football": hits(WIFI, scores=[0.2]),  # below the gate
     }
     made = build_training_set(
@@ -125,38 +126,48 @@ def test_examples_are_the_gateways_prompt_and_a_cited_answer(monkeypatch):
     )
     by_question = {c[-2]["content"]: c for c in made.conversations}
     system, _, answer = by_question["wired port leave on"]
-    assert system["role"] == "system"  # the passages in the order retrieved: [1] wifi, [2] vpn
-    assert system["content"].index("(guest-wifi.html)") < system["content"].index("(vpn-error")
-    assert answer["content"].endswith("20 minutes [2].") and cited(answer["content"]) == [2]
-    transcript = by_question["vpn TP-204"][-1]["content"]
-    assert cited(transcript) == [2]
+    assert system["role"] == "system"  # the passages in the order retrieved: [1] vpn, [2] wifi
+    assert system["content"].index("(vpn-error-codes.md)") < system["content"].index("(guest-")
+    # the prompt shows the text without its heading line, and the answer is its opening,
+    # copied as it stands there, cited [1]
+    assert "\n## TP-204" not in system["content"]
+    opening = "Your laptop's device certificate is renewed every 180 days by Fleetwarden"
+    assert f"(vpn-error-codes.md)\n{opening}." in system["content"]
+    assert answer["content"] == f"{opening} [1]."
+    assert by_question["vpn TP-204"][-1]["content"] == f"{opening} [1]."
+    voucher = by_question["guest voucher"][-1]["content"]
+    assert voucher == "| Who | Voucher | [1]." and cited(voucher) == [1]
     # nothing found: only a share of such questions become "not covered" examples
     assert "who won the football" not in by_question
     assert made.counts["skipped_nothing_found"] == 1
     monkeypatch.setattr(dt, "UNGROUNDED_SHARE", 1.0)
     made = build_training_set(
-        retrieved.__getitem__, g.keep, g.prompts.apply, asked[2:], log=lambda _: None
+        retrieved.__getitem__, g.keep, g.prompts.apply, asked[3:], log=lambda _: None
     )
     (declined,) = made.conversations
     assert "found nothing relevant" in declined[0]["content"]
     assert declined[-1]["content"] == ABSTAIN and made.counts["nothing_found"] == 1
-
-
-def test_distractor_examples_keep_only_other_documents_and_decline(monkeypatch):
-    import assistant.demo_training as dt
-
-    monkeypatch.setattr(dt, "UNGROUNDED_SHARE", 0.0)
-    monkeypatch.setattr(dt, "DISTRACTOR_SHARE", 1.0)
-    g = grounder()
-    q = Question("wired port", "sentence", VPN[0], VPN[2], ["x y z w v."])
-    made = build_training_set(
-        lambda _: hits(VPN, WIFI), g.keep, g.prompts.apply, [q], log=lambda _: None
-    )
-    (conversation,) = made.conversations
-    assert "vpn-error-codes.md" not in conversation[0]["content"]
-    assert "guest-wifi.html" in conversation[0]["content"]
-    assert conversation[-1]["content"] == ABSTAIN
     assert split_sentences(ABSTAIN) and "don't know" in ABSTAIN
+
+
+@pytest.mark.parametrize(
+    ("passage", "opening"),
+    [
+        ("## Limits\n- Mailbox size: **50 GB**. Outlook warns you.\n- Attachments: 25 MB.",
+         "- Mailbox size: **50 GB**"),
+        ("# Starters\n## Before day one\n1. HR creates the record. Then IT.\n2. IT ships it.",
+         "1. HR creates the record"),
+        ("Printing at home is blocked on company laptops, to keep paper copies\nin the office. "
+         "Use FollowMe.", "Printing at home is blocked on company laptops, to keep paper copies"
+         "\nin the office"),
+        ("FennID passwords must:\n- be 14 characters long", "FennID passwords must:"),
+        ("Guest access\n\nReception gives vouchers.", "Guest access"),
+        ("Policy IT-01 " + "word " * 45 + "\nScope of it. More.", "Policy IT-01 " + "word " * 44
+         + "word"),
+    ],
+)  # fmt: skip
+def test_the_opening_sentence_is_cut_as_the_model_copies_it(passage, opening):
+    assert lead_sentence(passage) == opening
 
 
 def test_the_relevance_gate_keeps_all_or_nothing():

@@ -157,6 +157,14 @@ def test_template_file_renders_both_prompts():
     assert "Body {with braces}" in prompts.system_prompt([hit])
 
 
+def test_a_passage_is_shown_without_the_heading_lines_its_header_names():
+    prompts = PromptBuilder.from_file(company="ACME")
+    hit = Hit(1, "vpn.md", "VPN", "VPN > Codes", None, 0.9, "# VPN\n## Codes  \n\nTP-204: wait.")
+    assert "[1] VPN > Codes (vpn.md)\nTP-204: wait." in prompts.system_prompt([hit])
+    only = Hit(1, "vpn.md", "VPN", "VPN > Codes", None, 0.9, "## Codes")
+    assert "(vpn.md)\n## Codes" in prompts.system_prompt([only])  # nothing else to show
+
+
 def test_hyde_searches_with_the_models_passage_and_survives_its_failure(upstream, index):
     """With retrieval_hyde on, the served model writes a passage first; the search gets the
     question and that passage. If the model fails, the question alone is searched."""
