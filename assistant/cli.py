@@ -245,14 +245,14 @@ def demo_model(
     rebuild: bool = typer.Option(
         False,
         "--rebuild",
-        help="Train it here instead of copying the shipped weights (about 45 minutes on "
+        help="Train it here instead of copying the shipped weights (about 30 minutes on "
         "2 CPU cores; the same recipe as the shipped build).",
     ),
     transcripts: Path = typer.Option(Path("data/transcripts"), help="Training conversations."),
     docs: Path = typer.Option(Path("data/docs"), help="Training documents."),
     size: str = typer.Option(
         "grounded",
-        help="grounded (the demo: shipped, or --rebuild, about 45 minutes), small (the language "
+        help="grounded (the demo: shipped, or --rebuild, about 30 minutes), small (the language "
         "model alone, minutes, does not cite) or tiny (tests, seconds).",
     ),
     max_steps: int | None = typer.Option(
@@ -268,8 +268,9 @@ def demo_model(
     as_json: bool = JsonOpt,
 ) -> None:
     """Put the offline demo model in --output: a small Llama model that answers from the
-    numbered sources the gateway gives it, quoting the sentence that fits and citing it as
-    [n], or saying the documentation does not cover the question.
+    numbered sources the gateway gives it, quoting the opening sentence of source [1] (the
+    passage the search ranked first) and citing it as [1], or, with no sources, saying the
+    documentation does not cover the question.
 
     By default the weights shipped in the package are copied (checked against their
     SHA256SUMS). --rebuild trains it from data/docs and data/transcripts with the same
@@ -298,7 +299,7 @@ def demo_model(
             return
         echo_err(
             "no shipped demo model in this checkout: training the small one (minutes; it does "
-            "not cite). `--rebuild` trains the grounded one (about 45 minutes)."
+            "not cite). `--rebuild` trains the grounded one (about 30 minutes)."
         )
         size = "small"
     from dataclasses import replace

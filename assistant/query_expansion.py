@@ -6,7 +6,8 @@ in embedding space. Asking the model for a short passage that would answer the q
 (Gao et al., "Precise Zero-Shot Dense Retrieval without Relevance Labels", 2022) puts the
 manual's vocabulary into the query. It costs one extra generation per question before the
 answer starts (see docs/RETRIEVAL.md for the latency measured), and is only as good as the
-model: a small demo model writes noise. Enable with ``retrieval_hyde``.
+model: the demo model can only quote sources, and there are none yet. Enable with
+``retrieval_hyde``.
 """
 
 from __future__ import annotations

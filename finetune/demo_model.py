@@ -85,7 +85,7 @@ class DemoModelConfig:
 SIZES: dict[str, DemoModelConfig] = {
     # The default of `make demo`, shipped in demo_weights/: the copying circuit, then the
     # grounded task alone (300 language-model steps first took its quoting from 0.78 to
-    # 0.46 of held-out quoted tokens); about 45 minutes on two CPU cores
+    # 0.46 of held-out quoted tokens); about 30 minutes on two CPU cores
     # (`assistant demo-model --rebuild`).
     "grounded": DemoModelConfig(
         hidden_size=384,
