@@ -25,7 +25,7 @@ ABSTAIN_PHRASES = (
 
 _CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _CITES_AFTER_STOP = re.compile(r"([.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])+)")
-_LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
+LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+(?:[-'./:][a-z0-9]+)*")
 _STOP_WORDS = (
@@ -48,10 +48,10 @@ def split_sentences(text: str) -> list[str]:
     current: list[str] = []
     for line in text.replace("\r", "\n").split("\n"):
         alone = line.lstrip().startswith(("#", "|"))
-        if not line.strip() or alone or _LIST_MARK.match(line):
+        if not line.strip() or alone or LIST_MARK.match(line):
             blocks.append(" ".join(current))
             current = []
-        current.append(_LIST_MARK.sub("", line.strip().lstrip("#")).strip())
+        current.append(LIST_MARK.sub("", line.strip().lstrip("#")).strip())
         if alone:
             blocks.append(" ".join(current))
             current = []

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from assistant.answer_text import content_words, split_sentences
+from assistant.answer_text import LIST_MARK, content_words, split_sentences
 from assistant.grounding import passage_body
 
 ABSTAIN = (
@@ -40,7 +40,6 @@ _TEMPLATES = (
 _MARKUP = re.compile(r"[*_`#>]+")
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 _BLOCK_START = re.compile(r"\n(?=\s*(?:[-*#|]|\d+[.)]\s))")  # a list item, heading or row
-_LIST_MARK = re.compile(r"\s*(?:[-*]|\d+[.)])\s+")
 LEAD_MAX_WORDS = 40  # a longer opening (a PDF's title lines) ends at its first line break
 _TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}")
 
@@ -76,7 +75,7 @@ def lead_sentence(passage: str) -> str:
     lines first), line breaks kept, so that it is copied token for token: up to the first
     full stop, the end of the first list item, row or paragraph."""
     body = passage_body(passage)
-    mark = _LIST_MARK.match(body)
+    mark = LIST_MARK.match(body)
     start = mark.end() if mark else 0
     ends = (_SENTENCE_END.search(body, start), _BLOCK_START.search(body, start))
     lead = body[: min((m.start() for m in ends if m), default=len(body))].split("\n\n")[0]

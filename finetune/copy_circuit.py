@@ -151,10 +151,12 @@ def source_markers(config, tokens: list[str] | None) -> tuple[int, int] | None:
     return None if -1 in ids else (ids[0], ids[1])
 
 
-def lead_tokens(tokens: list[str] | None) -> tuple[int, int] | None:
-    """Ids of ``LEAD`` when the circuit can start answers on a source's first token, else
-    None."""
-    if tokens is None or any(t not in tokens for t in LEAD):
+def lead_tokens(config, tokens: list[str] | None) -> tuple[int, int] | None:
+    """Ids of ``LEAD`` when the circuit can start answers on the top source's first token
+    (the source markers, ``NEUTRAL_MARKERS`` and ``LEAD`` all in the vocabulary), else None."""
+    if source_markers(config, tokens) is None:
+        return None
+    if any(t not in tokens for t in (*LEAD, *NEUTRAL_MARKERS)):
         return None
     return tokens.index(LEAD[0]), tokens.index(LEAD[1])
 
@@ -201,8 +203,8 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
             for token, sign in zip(markers, (1.0, -1.0), strict=True):
                 embed[token, MARKER] = FLAG
                 embed[token, MARKER_SIGN] = sign * FLAG
-        ordered = bool(markers and lead_tokens(tokens) and set(NEUTRAL_MARKERS) <= set(tokens))
-        for name in NEUTRAL_MARKERS if ordered else ():
+        lead = lead_tokens(config, tokens)
+        for name in NEUTRAL_MARKERS if lead else ():
             embed[tokens.index(name), MARKER] = FLAG
         fix(embed)
 
@@ -261,7 +263,6 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
         # The previous token is read through ``as_previous``: the identity, or one that also
         # turns "assistant" into ")" (the answer's start is looked up as a source's).
         as_previous = torch.eye(half, dtype=torch.float64)
-        lead = lead_tokens(tokens)
         if lead:
             said, header_end = (match[t, half:].double() for t in lead)
             as_previous += torch.outer(header_end - said, said) / said.dot(said)
@@ -277,11 +278,11 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
             attn.q_proj.weight[EARLIEST_PAIR, ONE] = w
             attn.k_proj.weight[EARLIEST_PAIR, ONE] = -w
         if markers:  # keys inside the sources, on the slowest of the other pairs
-            bonus = 3 * SOURCE_ORDER_LOGIT if ordered else SOURCE_LOGIT  # at a mean sign of 1
+            bonus = 3 * SOURCE_ORDER_LOGIT if lead else SOURCE_LOGIT  # at a mean sign of 1
             w = math.sqrt(bonus * math.sqrt(HEAD_DIM) / (INSIDE * scale**2))
             attn.q_proj.weight[pairs // 2 - 1, ONE] = w
             attn.k_proj.weight[pairs // 2 - 1, IN_SOURCES] = w
-        if ordered:  # a marker is never copied, on the next slowest pair
+        if lead:  # a marker is never copied, on the next slowest pair
             w = math.sqrt(MARKER_PENALTY * math.sqrt(HEAD_DIM) / (FLAG * scale**2))
             attn.q_proj.weight[pairs // 2 - 2, ONE] = w
             attn.k_proj.weight[pairs // 2 - 2, MARKER] = -w

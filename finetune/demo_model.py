@@ -192,8 +192,7 @@ def build_demo_model(
         markers = copy_circuit.source_markers(model.config, vocabulary)
         report_circuit = {
             "quotes_sources_only": markers is not None,
-            "starts_at_top_source": markers is not None
-            and copy_circuit.lead_tokens(vocabulary) is not None,
+            "starts_at_top_source": copy_circuit.lead_tokens(model.config, vocabulary) is not None,
             "quoted_tokens_right_built": round(copy_accuracy(model, held), 4),
         }
     report = _train(model, stream, config, fixed, progress=progress, log=log)

@@ -185,9 +185,9 @@ def test_an_answer_starts_on_the_top_sources_text_and_quotes_it():
     special = ["Ċ", "<<<", ">>>", "SOURCES", "[", "]", ")", "assistant"]
     tokens = [f"w{i}" for i in range(512 - len(special))] + special
     names = {t: tokens.index(t) for t in special}
-    assert lead_tokens(tokens) == (names["assistant"], names[")"])
     shape = {"num_attention_heads": 3, "num_key_value_heads": 3}
     model = small_model(**shape)
+    assert lead_tokens(model.config, tokens) == (names["assistant"], names[")"])
     install(model, seed=0, tokens=tokens)
     started = quoted = total = 0
     for seed in range(6):
@@ -204,8 +204,9 @@ def test_an_answer_starts_on_the_top_sources_text_and_quotes_it():
     assert started == 6
     assert quoted / total >= 0.95
     plain = small_model(**shape)
-    install(plain, seed=0, tokens=[t if t != "assistant" else "helper" for t in tokens])
-    assert lead_tokens([t if t != "assistant" else "helper" for t in tokens]) is None
+    without = [t if t != "assistant" else "helper" for t in tokens]
+    install(plain, seed=0, tokens=without)
+    assert lead_tokens(plain.config, without) is None
     rng = random.Random(0)
     bodies = [[rng.randrange(10, 500) for _ in range(60)] for _ in range(4)]
     ids = grounded_prompt(rng, bodies, names)
