@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from assistant.answer_text import LIST_MARK, content_words, split_sentences
-from assistant.grounding import passage_body
+from assistant.chat.prompt import passage_body
+from assistant.evaluation.text import LIST_MARK, content_words, split_sentences
 
 ABSTAIN = (
     "I don't know: the documentation I can search does not cover this. "
@@ -203,9 +203,9 @@ def grounded_corpus(settings, docs, transcripts, *, seed: int = 0, log=print) ->
     import tempfile
     from pathlib import Path
 
+    from assistant.chat.grounding import Grounder
     from assistant.corpus import demo_corpus
-    from assistant.grounder import Grounder
-    from assistant.index_service import index_into, make_embedder, make_retriever
+    from assistant.knowledge.index import index_into, make_embedder, make_retriever
     from retrieval.manifest import get_all
     from retrieval.store import open_client
 

@@ -389,7 +389,7 @@ class Settings(BaseSettings):
     escalation_webhook_template: Path | None = Field(
         None,
         description="Jinja2 template of the webhook's JSON body. Unset: the shipped "
-        "assistant/templates/escalation_webhook.json.j2. Checked at start-up.",
+        "assistant/escalation/templates/escalation_webhook.json.j2. Checked at start-up.",
     )
     escalation_webhook_secret: str | None = Field(
         None,
@@ -400,7 +400,7 @@ class Settings(BaseSettings):
         None,
         description="Jinja2 template of the ticket as text (the e-mail body; the description "
         "of Jira, Zendesk and ServiceNow tickets). Unset: the shipped "
-        "assistant/templates/escalation_ticket.txt.j2.",
+        "assistant/escalation/templates/escalation_ticket.txt.j2.",
     )
     escalation_smtp_host: str | None = Field(None, description="email connector: SMTP server.")
     escalation_smtp_port: int = Field(587, ge=1, le=65535, description="SMTP server port.")

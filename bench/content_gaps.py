@@ -98,8 +98,8 @@ def questions(n: int, docs: Path, all_gaps: bool, rng: random.Random) -> list[di
 
 
 def build_home(home: Path, n: int, days: int, all_gaps: bool, seed: int) -> dict:
-    from assistant.answer_log import AnswerLog
-    from assistant.escalation_store import EscalationStore
+    from assistant.chat.answer_log import AnswerLog
+    from assistant.escalation.store import EscalationStore
     from finetune.feedback import FeedbackStore
 
     rng = random.Random(seed)
@@ -168,7 +168,7 @@ def quality(home: Path, topics: dict[int, str], service, thresholds) -> list[dic
     recall (per topic, the share of its questions in its largest cluster; mean)."""
     from collections import Counter, defaultdict
 
-    from assistant.clustering import agglomerate
+    from assistant.analytics.clustering import agglomerate
 
     with sqlite3.connect(home / "answers.sqlite") as db:
         rows = dict(db.execute("SELECT id, question FROM answers").fetchall())
@@ -233,9 +233,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from assistant.analytics import make_analytics
-    from assistant.gap_warmer import GapWarmer
-    from assistant.index_service import index_into, make_embedder, make_retriever
+    from assistant.analytics.gap_warmer import GapWarmer
+    from assistant.analytics.service import make_analytics
+    from assistant.knowledge.index import index_into, make_embedder, make_retriever
     from assistant.settings import load_settings
     from retrieval.store import open_client
 

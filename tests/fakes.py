@@ -10,7 +10,7 @@ from assistant.errors import APIError
 
 
 class FakeUpstream:
-    """An in-memory engine speaking the ``assistant.upstream.Upstream`` protocol.
+    """An in-memory engine speaking the ``assistant.chat.upstream.Upstream`` protocol.
 
     It serves ``models``, echoes the last user message, records every body it receives,
     and can be switched to a non-ready state.
@@ -91,7 +91,7 @@ class FakeUpstream:
 
 
 class FakeIndex:
-    """A docs index speaking ``assistant.grounding.Index``: fixed passages, queries recorded."""
+    """A docs index speaking ``assistant.chat.prompt.Index``: fixed passages, queries recorded."""
 
     def __init__(
         self,

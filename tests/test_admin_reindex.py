@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
-from assistant.index_service import IndexService, make_retriever
-from assistant.jobs import JobRunner, JobStore
+from assistant.gateway.app import create_app
+from assistant.knowledge.index import IndexService, make_retriever
+from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
 from tests.fakes import FakeUpstream
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.analytics import parse_period
-from assistant.answer_log import AnswerLog
-from assistant.clustering import agglomerate
-from assistant.content_gaps import GapFinder, GapQuestion
+from assistant.analytics.clustering import agglomerate
+from assistant.analytics.content_gaps import GapFinder, GapQuestion
+from assistant.analytics.service import parse_period
+from assistant.analytics.vector_cache import VectorCache
+from assistant.chat.answer_log import AnswerLog
 from assistant.errors import APIError, UserError
-from assistant.vector_cache import VectorCache
 from tests.fakes import FakeEmbedder, FakeIndex, FakeUpstream
 from tests.test_gateway import assert_openai_error
 from tests.ticket_receiver import Receiver
@@ -43,9 +43,9 @@ class TopicIndex(FakeIndex):
 
 @pytest.fixture
 def http(tmp_path):
-    from assistant.app import create_app
+    from assistant.gateway.app import create_app
+    from assistant.identity.users import UserStore
     from assistant.settings import load_settings
-    from assistant.users import UserStore
     from finetune.feedback import FeedbackStore
 
     receiver = Receiver()
@@ -163,7 +163,7 @@ def test_days_are_whole_days_in_the_configured_time_zone():
 
 
 def test_files_from_before_the_analytics_columns_are_migrated(tmp_path):
-    from assistant.analytics import make_analytics
+    from assistant.analytics.service import make_analytics
     from assistant.settings import load_settings
     from finetune.feedback import FeedbackStore
 
@@ -242,8 +242,8 @@ def test_each_question_is_embedded_once(tmp_path):
 
 
 def test_questions_not_grounded_are_embedded_before_any_report(tmp_path):
-    from assistant.analytics import make_analytics
-    from assistant.gap_warmer import GapWarmer
+    from assistant.analytics.gap_warmer import GapWarmer
+    from assistant.analytics.service import make_analytics
     from assistant.settings import load_settings
 
     class Counting(FakeEmbedder):
@@ -310,7 +310,7 @@ def test_gaps_are_grouped_largest_first_with_their_page():
 
 
 def test_cli_report_bad_range_is_one_line(tmp_path, monkeypatch):
-    from assistant.cli_report import report
+    from assistant.cli.report import report
 
     monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path))
     with pytest.raises(UserError) as caught:
@@ -326,8 +326,8 @@ def test_minilm_clusters_and_assistant_report_writes_the_same_as_files(tmp_path)
     `assistant report` (one subprocess, no server) reads the same HOME: same numbers as
     files and --json, personal data nowhere. The vectors are in HOME's cache by then, so
     the subprocess need not load the model (as after a server's GapWarmer)."""
-    from assistant.analytics import make_analytics
-    from assistant.escalation_store import EscalationStore
+    from assistant.analytics.service import make_analytics
+    from assistant.escalation.store import EscalationStore
     from assistant.settings import load_settings
     from finetune.feedback import FeedbackStore
     from retrieval.embeddings import SentenceTransformerEmbedder

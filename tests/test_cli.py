@@ -49,7 +49,7 @@ def test_each_command_has_help(command):
 
 def test_help_does_not_import_heavy_libraries():
     code = (
-        "import sys; from assistant.cli import app\n"
+        "import sys; from assistant.cli.main import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('torch', 'vllm', 'gradio', 'transformers', 'chromadb', "
         "'sentence_transformers') if m in sys.modules]\n"

@@ -40,7 +40,7 @@ def indexed(tmp_path_factory):
     """A home whose index holds DOCS, as `assistant index` builds it: (settings, embedder)."""
     import shutil
 
-    from assistant.index_service import index_into, make_embedder
+    from assistant.knowledge.index import index_into, make_embedder
     from assistant.settings import Settings
     from retrieval.store import open_client
 
@@ -59,13 +59,13 @@ def indexed(tmp_path_factory):
 @pytest.fixture(scope="module")
 def answer(indexed):
     """Ask the shipped model one question the way the gateway would; returns the scored
-    answer (assistant.answer_metrics) with the answer text."""
+    answer (assistant.evaluation.metrics) with the answer text."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from assistant.answer_metrics import EmbedderSupport, Evidence, score_answer
-    from assistant.grounder import Grounder
-    from assistant.index_service import make_retriever
+    from assistant.chat.grounding import Grounder
+    from assistant.evaluation.metrics import EmbedderSupport, Evidence, score_answer
+    from assistant.knowledge.index import make_retriever
     from retrieval.store import open_client
 
     settings, embedder = indexed
@@ -148,7 +148,7 @@ def test_served_by_vllm_it_quotes_as_it_does_in_transformers(answer, indexed, tm
     one the opening of source [1] cited as [1]."""
     import openai
 
-    from assistant.answer_text import cited
+    from assistant.evaluation.text import cited
     from finetune.demo_model import install_shipped
     from tests.conftest import start_serve, stop_serve
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from assistant.answer_text import cited, split_sentences
+from assistant.chat.grounding import Grounder
+from assistant.chat.prompt import PromptBuilder
 from assistant.demo_training import (
     ABSTAIN,
     Question,
@@ -22,8 +23,7 @@ from assistant.demo_training import (
     lead_sentence,
     transcript_questions,
 )
-from assistant.grounder import Grounder
-from assistant.grounding import PromptBuilder
+from assistant.evaluation.text import cited, split_sentences
 from finetune.demo_model import (
     CHECKSUMS,
     MARKER,
@@ -222,7 +222,7 @@ def test_demo_model_command_copies_the_shipped_weights(tmp_path):
 
 
 def test_heldout_conversations_become_questions_of_unknown_gold():
-    from assistant.finetune_answers import flat, heldout_questions
+    from assistant.evaluation.finetune_answers import flat, heldout_questions
 
     asked = {"role": "user", "content": " vpn down "}
     records = [
@@ -238,7 +238,7 @@ def test_heldout_conversations_become_questions_of_unknown_gold():
 
 
 def test_a_question_of_unknown_gold_is_scored_without_gold_or_abstention():
-    from assistant.answer_metrics import Evidence, score_answer, summarize
+    from assistant.evaluation.metrics import Evidence, score_answer, summarize
 
     class Nothing:
         def check(self, sentences, evidence):

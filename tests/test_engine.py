@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.engine import (
+from assistant.engine.supervisor import (
     EngineConfig,
     EngineProcess,
     check_adapters,
@@ -93,7 +93,7 @@ def test_the_engine_inherits_no_assistant_secrets(monkeypatch):
 def test_ports_are_checked_on_ipv4_and_ipv6():
     import socket
 
-    from assistant.engine import check_port_free, url_host
+    from assistant.engine.supervisor import check_port_free, url_host
     from assistant.errors import UserError
 
     with socket.socket() as taken:

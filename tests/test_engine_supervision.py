@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from assistant.engine import EngineConfig, EngineProcess
+from assistant.engine.supervisor import EngineConfig, EngineProcess
 
 FAKE_ENGINE = """
 import http.server, sys

@@ -10,12 +10,16 @@ import ipaddress
 
 import pytest
 
-from assistant.escalation_store import EscalationStore
-from assistant.escalation_worker import EscalationWorker
-from assistant.tickets.base import SAMPLE_TICKET, DeliveryError
-from assistant.tickets.email import EmailConnector
-from assistant.tickets.vendors import JiraConnector, ServiceNowConnector, ZendeskConnector
-from assistant.tickets.webhook import WebhookConnector
+from assistant.escalation.store import EscalationStore
+from assistant.escalation.tickets.base import SAMPLE_TICKET, DeliveryError
+from assistant.escalation.tickets.email import EmailConnector
+from assistant.escalation.tickets.vendors import (
+    JiraConnector,
+    ServiceNowConnector,
+    ZendeskConnector,
+)
+from assistant.escalation.tickets.webhook import WebhookConnector
+from assistant.escalation.worker import EscalationWorker
 from tests.conftest import free_port
 from tests.ticket_receiver import Receiver
 
@@ -375,8 +379,8 @@ def test_webhook_answers_retry_and_reference_rules():
 
 
 def test_settings_choose_several_connectors_at_once(tmp_path):
+    from assistant.escalation.tickets import build_connectors
     from assistant.settings import load_settings
-    from assistant.tickets import build_connectors
 
     settings = load_settings(
         home=tmp_path,
@@ -406,7 +410,7 @@ def test_settings_choose_several_connectors_at_once(tmp_path):
 
 
 def test_the_text_ticket_says_which_documents_were_only_found():
-    from assistant.tickets.base import Template
+    from assistant.escalation.tickets.base import Template
 
     ticket = {**TICKET, "sources": [
         {"source": "vpn.md", "title": "VPN", "score": 0.7, "used": True},

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
 from assistant.errors import UserError
-from assistant.escalation_store import EscalationStore
-from assistant.escalation_worker import backoff
+from assistant.escalation.store import EscalationStore
+from assistant.escalation.worker import backoff
+from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from tests.fakes import FakeIndex, FakeUpstream
 from tests.test_gateway import assert_openai_error
@@ -40,7 +40,7 @@ def receiver():
 
 def gateway(tmp_path, receiver, **overrides):
     """An in-process gateway with users alice and bob, tickets going to ``receiver``."""
-    from assistant.users import UserStore
+    from assistant.identity.users import UserStore
 
     users = UserStore(tmp_path / "users.sqlite")
     for name in ("alice", "bob"):
@@ -205,7 +205,7 @@ def test_an_outbox_from_an_older_version_is_migrated(tmp_path):
     import re
     import sqlite3
 
-    from assistant.escalation_store import SCHEMA
+    from assistant.escalation.store import SCHEMA
 
     added = r"(\n\s*(queued_at|leased_until) REAL[^\n]*)+"
     old = re.sub(r",(\s*-- why it failed[^\n]*)" + added, r"\1", SCHEMA)
@@ -262,8 +262,8 @@ def test_an_escalation_is_given_up_after_the_configured_time(tmp_path):
 def outage(tmp_path, retry_initial_s: float):
     """A ticket system answering 503 until ``up[0]`` is set, an outbox, and its worker
     (driven by hand with ``run_due``); ``tickets(n)``: n escalations with known keys."""
-    from assistant.escalation_worker import EscalationWorker
-    from assistant.tickets.webhook import WebhookConnector
+    from assistant.escalation.tickets.webhook import WebhookConnector
+    from assistant.escalation.worker import EscalationWorker
 
     up = [False]
     server = Receiver(lambda r: server.create(r) if up[0] else (503, b"down", 0))
@@ -279,7 +279,7 @@ def outage(tmp_path, retry_initial_s: float):
 
 
 def tickets(n: int) -> list[dict]:
-    from assistant.tickets.base import SAMPLE_TICKET
+    from assistant.escalation.tickets.base import SAMPLE_TICKET
 
     return [{**SAMPLE_TICKET, "id": f"esc-{i}", "idempotency_key": f"key-{i}"} for i in range(n)]
 
@@ -359,7 +359,7 @@ def test_start_up_refuses_templates_and_connectors_that_cannot_work(tmp_path, re
     assert receiver.requests == []
 
     # `assistant serve` checks them before it starts vLLM (a minute on a CPU)
-    from assistant.serve import run_server
+    from assistant.gateway.serve import run_server
     from tests.conftest import free_port
 
     settings = load_settings(home=tmp_path, port=free_port(), escalation_connectors="webhook")
@@ -370,7 +370,7 @@ def test_start_up_refuses_templates_and_connectors_that_cannot_work(tmp_path, re
 CHILD = """
 import sys, time
 from fastapi.testclient import TestClient
-from assistant.app import create_app
+from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from tests.fakes import FakeUpstream
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from assistant.answer_eval import load_questions, locate
-from assistant.answer_metrics import (
+from assistant.evaluation.harness import load_questions, locate
+from assistant.evaluation.metrics import (
     EMBEDDER_MODEL,
     EmbedderSupport,
     Evidence,
@@ -22,7 +22,7 @@ from assistant.answer_metrics import (
     score_answer,
     summarize,
 )
-from assistant.answer_text import cited, says_unknown, split_sentences
+from assistant.evaluation.text import cited, says_unknown, split_sentences
 from retrieval.retriever import Hit
 from tests.fakes import FakeIndex, ScriptedUpstream
 
@@ -253,7 +253,7 @@ def gateway(tmp_path):
     """The real gateway on a loopback port: fake engine, fake index, one real document."""
     import uvicorn
 
-    from assistant.app import create_app
+    from assistant.gateway.app import create_app
     from assistant.settings import load_settings
 
     docs = tmp_path / "docs"

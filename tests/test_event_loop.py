@@ -16,11 +16,11 @@ import time
 import httpx
 import pytest
 
-from assistant.app import create_app
-from assistant.index_service import IndexService
-from assistant.jobs import JobRunner, JobStore
+from assistant.gateway.app import create_app
+from assistant.identity.users import UserStore
+from assistant.knowledge.index import IndexService
+from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
-from assistant.users import UserStore
 from finetune.feedback import FeedbackStore
 from tests.fakes import FakeEmbedder, FakeUpstream
 

@@ -33,7 +33,7 @@ def test_answers_of_base_and_adapter_side_by_side(served, tmp_path):
     """What `finetune --eval-answers` does after training, against the served gateway that
     already has the trained adapter as "it-support" (the command starts its own): the harness
     asks every held-out conversation's first question of the base model and of the adapter."""
-    from assistant.finetune_answers import answers_before_after, flat, heldout_questions
+    from assistant.evaluation.finetune_answers import answers_before_after, flat, heldout_questions
     from tests.conftest import DATA
 
     records = [json.loads(x) for x in (DATA / "eval" / "heldout.jsonl").read_text().splitlines()]

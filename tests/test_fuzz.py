@@ -19,15 +19,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from assistant.app import create_app
-from assistant.embedding_service import EmbeddingRequest
-from assistant.escalation_service import EscalationRequest
-from assistant.feedback_service import FeedbackRequest
-from assistant.index_service import IndexService
-from assistant.jobs import JobRunner, JobStore
-from assistant.schemas import MAX_JSON_DEPTH, ChatCompletionRequest, CompletionRequest
+from assistant.chat.embeddings import EmbeddingRequest
+from assistant.chat.feedback import FeedbackRequest
+from assistant.chat.schemas import MAX_JSON_DEPTH, ChatCompletionRequest, CompletionRequest
+from assistant.escalation.service import EscalationRequest
+from assistant.gateway.app import create_app
+from assistant.identity.users import UserStore
+from assistant.knowledge.index import IndexService
+from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
-from assistant.users import UserStore
 from finetune.feedback import FeedbackStore
 from tests.fakes import FakeEmbedder, FakeIndex, FakeUpstream
 
@@ -431,8 +431,8 @@ def test_deep_nesting_is_a_400_that_says_so(http, method, route):
 
 
 def test_json_bodies_are_json_text_nested_at_most_max_depth():
+    from assistant.chat.schemas import load_json
     from assistant.errors import APIError
-    from assistant.schemas import load_json
 
     deepest = b'{"x": ' + nested(MAX_JSON_DEPTH - 1, b"") + b"}"
     assert load_json(deepest)["x"]  # the object itself is the first level

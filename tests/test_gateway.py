@@ -5,7 +5,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
+from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from tests.fakes import FakeUpstream
 

@@ -5,10 +5,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
-from assistant.grounding import PromptBuilder, search_query
+from assistant.chat.prompt import PromptBuilder, search_query
+from assistant.chat.upstream import _upstream_error
+from assistant.gateway.app import create_app
 from assistant.settings import load_settings
-from assistant.upstream import _upstream_error
 from retrieval.retriever import Hit
 from tests.fakes import FakeIndex, FakeUpstream
 

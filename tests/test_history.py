@@ -8,16 +8,16 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.answer_log import AnswerLog
+from assistant.chat.answer_log import AnswerLog
 from tests.fakes import FakeUpstream
 from tests.test_gateway import assert_openai_error
 
 
 @pytest.fixture
 def http(tmp_path):
-    from assistant.app import create_app
+    from assistant.gateway.app import create_app
+    from assistant.identity.users import UserStore
     from assistant.settings import load_settings
-    from assistant.users import UserStore
 
     users = UserStore(tmp_path / "users.sqlite")
     for name in ("alice", "bob"):

@@ -18,7 +18,7 @@ def index(docs: Path, store: Path, *extra: str, env: dict | None = None):
     whole module, not once per call. Returns the JSON report and what went to stderr."""
     from typer.testing import CliRunner
 
-    from assistant.cli import app
+    from assistant.cli.main import app
 
     result = CliRunner().invoke(
         app,
@@ -205,7 +205,7 @@ def test_chroma_server_mode(docs, tmp_path, chroma_server):
     the server is back."""
     from fastapi.testclient import TestClient
 
-    from assistant.app import create_app
+    from assistant.gateway.app import create_app
     from assistant.settings import Settings
     from retrieval.embeddings import SentenceTransformerEmbedder
     from retrieval.retriever import Retriever

@@ -8,11 +8,11 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
 from assistant.errors import APIError
-from assistant.limits import Limits, ReleaseSlots, admit
+from assistant.gateway.app import create_app
+from assistant.gateway.limits import Limits, ReleaseSlots, admit
+from assistant.identity.users import UserStore
 from assistant.settings import load_settings
-from assistant.users import UserStore
 from tests.fakes import FakeEmbedder, FakeUpstream
 from tests.test_gateway import CHAT, assert_openai_error
 

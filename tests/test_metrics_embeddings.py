@@ -6,7 +6,7 @@ import struct
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
+from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from tests.fakes import FakeEmbedder, FakeIndex, FakeUpstream
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.auth import COOKIE
-from assistant.oidc import FLOW_COOKIE
+from assistant.identity.auth import COOKIE
+from assistant.identity.oidc import FLOW_COOKIE
 from tests.fakes import FakeIndex, FakeUpstream
 from tests.oidc_provider import Provider, oidc_provider  # noqa: F401
 from tests.test_gateway import assert_openai_error
@@ -26,9 +26,9 @@ CALLBACK = PUBLIC + "/auth/callback"
 
 @pytest.fixture
 def setup(tmp_path, oidc_provider: Provider):  # noqa: F811
-    from assistant.app import create_app
+    from assistant.gateway.app import create_app
+    from assistant.identity.users import UserStore
     from assistant.settings import load_settings
-    from assistant.users import UserStore
 
     oidc_provider.allow_redirect(CALLBACK)
     oidc_provider.add_user("ada", "correct horse", ["HR Team", "admins"], "ada@corp.example")

@@ -15,7 +15,7 @@ import gradio as gr
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
+from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from finetune.feedback import FeedbackStore
 from tests.fakes import FakeIndex, FakeUpstream
@@ -264,8 +264,8 @@ def test_the_model_picker_and_the_signed_in_line(gateway):
 
 
 def test_with_sign_in_the_page_acts_as_the_person(gateway, tmp_path):
-    from assistant.auth import COOKIE
-    from assistant.users import UserStore
+    from assistant.identity.auth import COOKIE
+    from assistant.identity.users import UserStore
 
     users = UserStore(tmp_path / "users.sqlite")
     users.add("alice", [], password="alice-password")
@@ -289,7 +289,7 @@ def test_with_sign_in_the_page_acts_as_the_person(gateway, tmp_path):
 
 def _signed_in(http, name: str, password: str) -> SimpleNamespace:
     """A ``gr.Request`` of ``name`` signed in on the form (auth=local)."""
-    from assistant.auth import COOKIE
+    from assistant.identity.auth import COOKIE
 
     form = {"username": name, "password": password, "next": "/"}
     login = TestClient(http.app, follow_redirects=False)
@@ -302,7 +302,7 @@ AS_ACCOUNT = (gr.update(visible=True), "Signed in as admin with your account.", 
 
 
 def test_a_signed_in_admin_uses_the_admin_tab_without_the_key(gateway, tmp_path):
-    from assistant.users import UserStore
+    from assistant.identity.users import UserStore
 
     users = UserStore(tmp_path / "users.sqlite")
     users.add("root", ["it"], admin=True, password="root-password")
@@ -338,8 +338,8 @@ def test_a_signed_in_admin_uses_the_admin_tab_without_the_key(gateway, tmp_path)
 
 
 def test_behind_an_auth_proxy_its_admin_group_opens_the_admin_tab(gateway, tmp_path):
-    from assistant.auth import COOKIE
-    from assistant.users import UserStore
+    from assistant.identity.auth import COOKIE
+    from assistant.identity.users import UserStore
 
     users = UserStore(tmp_path / "users.sqlite")
     g = gateway(users=users, auth="header", trusted_proxies=["10.0.0.0/24"],

@@ -7,9 +7,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
-from assistant.docs_service import safe_name
 from assistant.errors import APIError
+from assistant.gateway.app import create_app
+from assistant.knowledge.docs import safe_name
 from assistant.settings import load_settings
 from finetune.feedback import FeedbackStore
 from tests.fakes import FakeIndex, FakeUpstream
@@ -103,7 +103,7 @@ def test_feedback_cannot_be_forged_or_put_on_someone_elses_answer(setup):
 
 
 def test_someone_elses_answer_is_not_yours_to_rate(tmp_path):
-    from assistant.users import UserStore
+    from assistant.identity.users import UserStore
 
     users = UserStore(tmp_path / "users.sqlite")
     users.add("alice", [])

@@ -135,7 +135,7 @@ def test_without_a_ticket_system_the_page_says_what_to_tell_the_service_desk(gat
 
 
 def test_with_sign_in_the_ticket_is_the_persons_own(ticketing, receiver, tmp_path):
-    from assistant.users import UserStore
+    from assistant.identity.users import UserStore
 
     users = UserStore(tmp_path / "users.sqlite")
     users.add("alice", [], password="alice-password")

@@ -13,9 +13,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
-from assistant.index_service import IndexService
-from assistant.jobs import JobRunner, JobStore
+from assistant.gateway.app import create_app
+from assistant.knowledge.index import IndexService
+from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
 from tests.fakes import FakeEmbedder, FakeUpstream
 

@@ -1,12 +1,12 @@
-"""The relay between the engine's SSE stream and the client (assistant.relay)."""
+"""The relay between the engine's SSE stream and the client (assistant.chat.relay)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+from assistant.chat.relay import RelayOptions, parse_stream, relay
 from assistant.errors import APIError
-from assistant.relay import RelayOptions, parse_stream, relay
 
 
 def event(payload: dict) -> bytes:

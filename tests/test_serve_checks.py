@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-import assistant.serve
+import assistant.gateway.serve
 from assistant.errors import UserError
-from assistant.serve import OPEN_PAGE_NOTE, check_auth, run_server
+from assistant.gateway.serve import OPEN_PAGE_NOTE, check_auth, run_server
 from assistant.settings import load_settings
 
 
@@ -22,7 +22,7 @@ def no_engine(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the engine was started")
 
-    monkeypatch.setattr(assistant.serve, "EngineProcess", refuse)
+    monkeypatch.setattr(assistant.gateway.serve, "EngineProcess", refuse)
     for name in ("API_KEYS", "AUTH", "HOST", "CONFIG", "TRUSTED_PROXIES", "OIDC_ISSUER"):
         monkeypatch.delenv(f"ASSISTANT_{name}", raising=False)
 
@@ -41,7 +41,7 @@ def test_an_open_server_listens_only_on_loopback(tmp_path, host):
 
 
 def test_the_command_refuses_in_one_line_at_once(tmp_path, monkeypatch, capsys):
-    from assistant.cli import main
+    from assistant.cli.main import main
 
     monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path))
     monkeypatch.setattr(sys, "argv", ["assistant", "serve", "--host", "0.0.0.0"])
@@ -65,7 +65,7 @@ def test_with_api_keys_the_server_notes_that_the_page_answers_anyone(tmp_path, m
     def busy(host, port):
         raise UserError("port 8000 is in use")
 
-    monkeypatch.setattr(assistant.serve, "check_port_free", busy)
+    monkeypatch.setattr(assistant.gateway.serve, "check_port_free", busy)
     said.clear()
     with pytest.raises(UserError, match="in use"):
         run_server(keyed, log=said.append)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.auth import COOKIE
-from assistant.users import UserStore
+from assistant.identity.auth import COOKIE
+from assistant.identity.users import UserStore
 from tests.fakes import FakeIndex, FakeUpstream
 from tests.test_gateway import assert_openai_error
 
@@ -25,7 +25,7 @@ def users(tmp_path):
 
 
 def make(tmp_path, users, **overrides):
-    from assistant.app import create_app
+    from assistant.gateway.app import create_app
     from assistant.settings import load_settings
 
     settings = load_settings(home=tmp_path, auth="local", **overrides)
@@ -134,7 +134,7 @@ def test_keys_still_work_beside_sessions(tmp_path, users):
 def test_the_page_and_its_gradio_api_want_a_session(tmp_path, users):
     import gradio as gr
 
-    from assistant.serve import page_guard
+    from assistant.gateway.serve import page_guard
     from assistant.settings import load_settings
     from ui.chat_page import build_page
 
@@ -156,8 +156,8 @@ def test_the_page_and_its_gradio_api_want_a_session(tmp_path, users):
 def test_behind_an_auth_proxy_the_page_gets_a_session_for_the_proxys_user(tmp_path, users):
     import gradio as gr
 
-    from assistant.app import create_app
-    from assistant.serve import page_guard
+    from assistant.gateway.app import create_app
+    from assistant.gateway.serve import page_guard
     from assistant.settings import load_settings
     from ui.chat_page import build_page
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.app import create_app
+from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from retrieval.indexer import IndexReport, scan
 from retrieval.retriever import Hit

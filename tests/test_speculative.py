@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from assistant.engine import (
+from assistant.engine.supervisor import (
     EngineConfig,
     EngineProcess,
     check_speculative,

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
+from assistant.chat.upstream import HttpUpstream
 from assistant.errors import APIError
-from assistant.upstream import HttpUpstream
 
 
 def test_requests_go_to_the_least_busy_server():

@@ -12,9 +12,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.auth import Authenticator
 from assistant.errors import APIError
-from assistant.users import UserStore, UserStoreError
+from assistant.identity.auth import Authenticator
+from assistant.identity.users import UserStore, UserStoreError
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_wrong_tries_at_the_same_moment_each_count(users, monkeypatch):
 
     from argon2.exceptions import VerifyMismatchError
 
-    import assistant.users
+    import assistant.identity.users
 
     users.add("dana", ["it"], password="s3cret-enough")
     together = threading.Barrier(users.max_failures)
@@ -80,7 +80,7 @@ def test_wrong_tries_at_the_same_moment_each_count(users, monkeypatch):
             together.wait(timeout=10)
             raise VerifyMismatchError
 
-    monkeypatch.setattr(assistant.users, "_hasher", Wrong)
+    monkeypatch.setattr(assistant.identity.users, "_hasher", Wrong)
     tries = [
         threading.Thread(target=users.verify_password, args=("dana", "wrong-password"))
         for _ in range(users.max_failures)
@@ -177,7 +177,7 @@ def test_users_and_keys_commands(tmp_path):
     key_id = made.stderr.split()[1]  # "key 1 for 'alice' ..."
     revoked = _cli(tmp_path, "keys", "revoke", key_id)
     assert revoked.returncode == 0 and revoked.stdout.strip() == f"revoked key {key_id}"
-    from assistant.app import create_app
+    from assistant.gateway.app import create_app
     from assistant.settings import load_settings
     from tests.fakes import FakeUpstream
 
@@ -199,7 +199,7 @@ def embedder():
 
 
 def test_gateway_answers_each_user_from_their_documents(tmp_path, users, embedder):
-    from assistant.app import create_app
+    from assistant.gateway.app import create_app
     from assistant.settings import load_settings
     from retrieval.retriever import Retriever
     from retrieval.store import open_client

@@ -1,4 +1,4 @@
-"""How the thresholds of assistant/answer_metrics.py were chosen, on the sample data alone.
+"""How the thresholds of assistant/evaluation/metrics.py were chosen, on the sample data alone.
 
 A maintenance script, not part of the product (about a minute on 2 cores):
     python data/tools/support_thresholds.py
@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from assistant import answer_metrics as m  # noqa: E402
-from assistant import answer_text as text  # noqa: E402
+from assistant.evaluation import metrics as m  # noqa: E402
+from assistant.evaluation import text as text  # noqa: E402
 from finetune.transcripts import read_transcripts  # noqa: E402
 from retrieval.chunking import Chunker  # noqa: E402
 from retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402

@@ -1,0 +1,181 @@
+"""Chat and text completions: validation, model lookup, forwarding. No FastAPI in here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from assistant.chat.answer_log import AnswerLog
+from assistant.chat.grounding import Grounder
+from assistant.chat.prompt import text_of
+from assistant.chat.relay import RelayOptions, StreamEnd, relay
+from assistant.chat.schemas import ChatCompletionRequest, CompletionRequest, load_json
+from assistant.chat.upstream import Upstream
+from assistant.errors import APIError
+from assistant.gateway.metrics import Metrics
+from assistant.identity.auth import ANONYMOUS, Principal
+
+
+class ModelCatalog:
+    """The names the engine serves (base model and adapters), refreshed every few seconds."""
+
+    def __init__(self, upstream: Upstream, ttl_s: float = 10.0) -> None:
+        self.upstream = upstream
+        self.ttl_s = ttl_s
+        self._names: set[str] = set()
+        self._at = 0.0
+
+    async def listing(self) -> dict[str, Any]:
+        listing = await self.upstream.get("/v1/models")
+        self._names = {m["id"] for m in listing.get("data", [])}
+        self._at = time.monotonic()
+        return listing
+
+    async def require(self, name: str) -> None:
+        if time.monotonic() - self._at > self.ttl_s or name not in self._names:
+            await self.listing()
+        if name not in self._names:
+            known = ", ".join(sorted(self._names)) or "none"
+            raise APIError(
+                404,
+                f"model '{name}' does not exist; served models: {known}",
+                code="model_not_found",
+            )
+
+
+def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
+    """JSON bytes to a request model; a 400 that names the field on any problem."""
+    payload = load_json(raw)
+    if not isinstance(payload, dict):
+        raise APIError(400, "request body must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        raise APIError(400, f"'{field}': {err['msg']}", code="invalid_" + err["type"]) from None
+
+
+class ChatService:
+    """Forwards OpenAI requests to the engine, grounding chats in the docs on the way."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        catalog: ModelCatalog,
+        grounder: Grounder | None = None,
+        metrics: Metrics | None = None,
+        answers: AnswerLog | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.catalog = catalog
+        self.grounder = grounder
+        self.metrics = metrics
+        self.answers = answers  # what was answered to whom, for feedback to point at
+
+    async def chat(
+        self, raw: bytes, principal: Principal = ANONYMOUS
+    ) -> dict[str, Any] | AsyncIterator[bytes]:
+        started = time.perf_counter()
+        request = parse(ChatCompletionRequest, raw)
+        await self.catalog.require(request.model)
+        body = request.model_dump(exclude_none=True, exclude={"retrieval"})
+        asked = [
+            {"role": m.get("role"), "content": text_of(m.get("content"))} for m in body["messages"]
+        ]
+        grounding = None
+        if self.grounder is not None:
+            grounding = await self.grounder.ground(
+                body["messages"], request.retrieval, principal.scope
+            )
+        if grounding is not None:
+            body["messages"] = grounding.messages
+        sources = grounding.sources if grounding is not None else []
+        extension = grounding.extension() if grounding is not None else None
+        grounded = grounding.grounded if grounding is not None else None  # None: retrieval off
+        tried = grounding.tried if grounding is not None else []
+        record = {"user": principal.name, "model": request.model, "messages": asked,
+                  "sources": sources, "grounded": grounded, "tried": tried}  # fmt: skip
+        if not request.stream:
+            result = await self.upstream.post("/v1/chat/completions", body)
+            if extension:
+                result = {**result, **extension}
+            if self.metrics is not None:
+                self.metrics.count_usage(result)
+            choices = result.get("choices") or [{}]
+            answer = (choices[0].get("message") or {}).get("content") or ""
+            self._record(result.get("id"), answer, record)
+            return result
+        # The engine's own usage event counts the tokens (speculative decoding sends several
+        # per event); it is dropped again unless the client asked for it.
+        options = body.get("stream_options")
+        wanted = isinstance(options, dict) and bool(options.get("include_usage"))
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                  "include_usage": True}  # fmt: skip
+        sent = time.perf_counter()
+        first, rest = await self._open_stream("/v1/chat/completions", body)
+        arrived = time.perf_counter()
+        metrics = self.metrics
+
+        def first_out() -> None:
+            metrics.gateway_seconds.observe(sent - started + time.perf_counter() - arrived)
+
+        def first_content() -> None:
+            metrics.ttft.observe(time.perf_counter() - started)
+
+        def ended(end: StreamEnd) -> None:
+            if metrics is not None:
+                metrics.tokens_out.inc(end.completion_tokens)
+                metrics.stream_seconds.observe(time.perf_counter() - started)
+            self._record(end.completion_id, end.answer, record)
+
+        return relay(
+            first,
+            rest,
+            RelayOptions(
+                extra=extension,
+                drop_usage=not wanted,
+                on_first_content=first_content if metrics is not None else None,
+                on_first_out=first_out if metrics is not None else None,
+                on_end=ended,
+            ),
+        )
+
+    def _record(self, completion_id: str | None, answer: str, record: dict) -> None:
+        """Keep an answer. Written by the log's own thread, not awaited: the event loop
+        never waits on SQLite, and a stream closed by a client that hung up (a cancelled
+        scope, where any await would raise again) is still recorded. Reads wait for
+        pending writes."""
+        if completion_id and self.answers is not None:
+            self.answers.record_later(id=completion_id, answer=answer, **record)
+
+    async def complete(self, raw: bytes) -> dict[str, Any] | AsyncIterator[bytes]:
+        request = parse(CompletionRequest, raw)
+        await self.catalog.require(request.model)
+        body = request.model_dump(exclude_none=True)
+        return await self._forward("/v1/completions", body, request.stream)
+
+    async def models(self) -> dict[str, Any]:
+        return await self.catalog.listing()
+
+    async def _forward(self, path: str, body: dict, stream: bool):
+        if not stream:
+            return await self.upstream.post(path, body)
+        first, rest = await self._open_stream(path, body)
+        return relay(first, rest, RelayOptions())
+
+    async def _open_stream(self, path: str, body: dict) -> tuple[bytes, AsyncIterator[bytes]]:
+        """Start a stream and read its first bytes now, so an engine error becomes an HTTP
+        status, not a half-open stream."""
+        chunks = self.upstream.stream(path, body)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = b""
+        except BaseException:
+            await chunks.aclose()
+            raise
+        return first, chunks

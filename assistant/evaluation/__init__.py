@@ -1,0 +1,3 @@
+"""Offline answer evaluation: ask a served assistant, score, report. The server never uses it.
+
+May import ``chat`` (schemas and prompt wording), ``settings``, ``errors``, ``retrieval``."""
