@@ -93,7 +93,7 @@ def test_forged_expired_ended_and_orphaned_sessions_are_refused(tmp_path, users)
         use_cookie(http, value)
         assert http.get("/v1/me").status_code == 200
 
-        users._db.execute("UPDATE sessions SET expires_at = 0")
+        users._store.execute("UPDATE sessions SET expires_at = 0")
         assert_openai_error(http.get("/v1/me"), 401)
 
         sign_in(http, "alice", "alice-password")

@@ -60,7 +60,7 @@ def test_wrong_passwords_lock_the_account(users):
         assert users.verify_password("dana", "wrong-password") is None
     # locked: even the right password is refused until the lock runs out
     assert users.verify_password("dana", "s3cret-enough") is None
-    users._db.execute("UPDATE users SET locked_until = 0 WHERE name = 'dana'")
+    users._store.execute("UPDATE users SET locked_until = 0 WHERE name = 'dana'")
     assert users.verify_password("dana", "s3cret-enough").name == "dana"
 
 

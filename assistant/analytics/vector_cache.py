@@ -16,6 +16,9 @@ import threading
 import time
 from pathlib import Path
 
+from assistant.errors import UserError
+from assistant.storage.sqlite import SqliteStore, script
+
 log = logging.getLogger("assistant")
 
 SCHEMA = """
@@ -28,6 +31,7 @@ CREATE TABLE IF NOT EXISTS vectors (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used_at);
 """
+MIGRATIONS = [script("vectors", SCHEMA)]
 CHUNK = 500
 
 
@@ -39,23 +43,21 @@ class VectorCache:
     def __init__(self, path: Path, keep_days: float = 90) -> None:
         self.path = Path(path)
         self.keep_s = keep_days * 86400
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one embedding at a time: each text embedded once
+        self._sqlite: SqliteStore | None = None
 
-    def _open(self) -> sqlite3.Connection | None:
-        if self._db is None:
+    def _open(self) -> SqliteStore | None:
+        if self._sqlite is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(
-                    self.path, check_same_thread=False, isolation_level=None, timeout=30
+                self._sqlite = SqliteStore(
+                    self.path,
+                    MIGRATIONS,
+                    pragmas={"synchronous": "NORMAL"},  # a lost vector is embedded again
+                    timeout=30,
                 )
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")  # a lost vector is embedded again
-                db.executescript(SCHEMA)
-                self._db = db
-            except (OSError, sqlite3.Error) as exc:
+            except (OSError, sqlite3.Error, UserError) as exc:
                 log.warning("no vector cache at %s (%s): embedding every question", self.path, exc)
-        return self._db
+        return self._sqlite
 
     def embed(self, embedder, texts: list[str]):
         """Vectors of ``texts`` (an n x d float32 array) with ``embedder.embed``, reusing
@@ -84,14 +86,14 @@ class VectorCache:
     def _lookup(self, model: str, keys: list[bytes]) -> dict:
         import numpy as np
 
-        db = self._open()
+        store = self._open()
         found: dict[bytes, object] = {}
-        if db is None:
+        if store is None:
             return found
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), CHUNK):
             part = unique[start : start + CHUNK]
-            rows = db.execute(
+            rows = store.fetchall(
                 f"SELECT key, vector FROM vectors WHERE model = ? AND key IN "
                 f"({', '.join('?' * len(part))})",
                 (model, *part),
@@ -101,29 +103,27 @@ class VectorCache:
         return found
 
     def _store(self, model: str, new: list[tuple[bytes, object]], known: dict) -> None:
-        db = self._open()
-        if db is None:
+        store = self._open()
+        if store is None:
             return
         now = time.time()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany(
-                "INSERT OR REPLACE INTO vectors (model, key, vector, used_at) VALUES (?, ?, ?, ?)",
-                [(model, key, vector.tobytes(), now) for key, vector in new],
-            )
-            db.executemany(
-                "UPDATE vectors SET used_at = ? WHERE model = ? AND key = ?",
-                [(now, model, key) for key in known],
-            )
-            db.execute("DELETE FROM vectors WHERE used_at < ?", (now - self.keep_s,))
-            db.execute("COMMIT")
+            with store.transaction() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO vectors (model, key, vector, used_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(model, key, vector.tobytes(), now) for key, vector in new],
+                )
+                db.executemany(
+                    "UPDATE vectors SET used_at = ? WHERE model = ? AND key = ?",
+                    [(now, model, key) for key in known],
+                )
+                db.execute("DELETE FROM vectors WHERE used_at < ?", (now - self.keep_s,))
         except sqlite3.Error as exc:  # a full disk or a read-only HOME: keep going uncached
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             log.warning("vector cache not updated (%s)", exc)
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            if self._sqlite is not None:
+                self._sqlite.close()
+                self._sqlite = None

@@ -27,27 +27,14 @@ import hashlib
 import json
 import logging
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
-log = logging.getLogger("assistant")
+from assistant.storage.sqlite import SqliteStore, add_column, script
 
-# Columns added after the first release, with what older rows get: an answer that came
-# with sources was grounded; one without is counted as not grounded (retrieval was on by
-# default); its question is scrubbed when a report first needs it.
-MIGRATIONS = {
-    "grounded": (
-        "ALTER TABLE answers ADD COLUMN grounded INTEGER",
-        "UPDATE answers SET grounded = (sources != '[]')",
-    ),
-    "question": ("ALTER TABLE answers ADD COLUMN question TEXT",),
-    "tried": ("ALTER TABLE answers ADD COLUMN tried TEXT",),
-}
+log = logging.getLogger("assistant")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -79,26 +66,16 @@ CREATE TABLE IF NOT EXISTS conversations (
 CREATE INDEX IF NOT EXISTS conversations_user ON conversations (user, updated_at);
 """
 
-
-@contextmanager
-def _transaction(db: sqlite3.Connection):
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    """Add the columns a file from an older version lacks, each in one write transaction
-    (two processes opening the same old file at once add it once)."""
-    for column, statements in MIGRATIONS.items():
-        with _transaction(db):
-            if column not in {row[1] for row in db.execute("PRAGMA table_info(answers)")}:
-                for statement in statements:
-                    db.execute(statement)
+# The schema as it is now, then the columns added after the first release (a file from
+# before a column gets it when opened), with what older rows get: an answer that came with
+# sources was grounded; one without is counted as not grounded (retrieval was on by
+# default); its question is scrubbed when a report first needs it.
+MIGRATIONS = [
+    script("answers, conversations", SCHEMA),
+    add_column("answers", "grounded", "INTEGER", "UPDATE answers SET grounded = (sources != '[]')"),
+    add_column("answers", "question", "TEXT"),
+    add_column("answers", "tried", "TEXT"),
+]
 
 
 def last_question(messages: list[dict]) -> str:
@@ -129,16 +106,13 @@ class AnswerLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA secure_delete=ON")
         # WAL + NORMAL: a crash never corrupts the log; only a power cut can lose the last
         # answers written (no fsync per answer, which would cost the server more than the
         # answer itself).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        migrate(self._db)
+        self._store = SqliteStore(
+            self.path, MIGRATIONS, pragmas={"secure_delete": "ON", "synchronous": "NORMAL"}
+        )
+        self._db = self._store.db  # for reads, and for writes under self._store.lock
         self._scrub = scrub
         self._purged_at = 0.0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-log")
@@ -179,10 +153,9 @@ class AnswerLog:
         except Exception:  # the column stays empty: a report scrubs the question itself
             log.exception("scrubbing a question for analytics failed")
             return
-        with self._lock:
-            self._db.execute(
-                "UPDATE answers SET question = ? WHERE id = ? AND user = ?", (scrubbed, id, user)
-            )
+        self._store.execute(
+            "UPDATE answers SET question = ? WHERE id = ? AND user = ?", (scrubbed, id, user)
+        )
 
     def purge(self, now: float | None = None) -> int:
         """Delete answers and conversations older than the retention; returns how many."""
@@ -191,7 +164,7 @@ class AnswerLog:
         now = time.time() if now is None else now
         cutoff = now - self.retention_days * 86400
         self._purged_at = now
-        with self._lock:
+        with self._store.lock:
             gone = self._db.execute("DELETE FROM answers WHERE created_at < ?", (cutoff,)).rowcount
             self._db.execute(
                 "DELETE FROM conversations WHERE id NOT IN (SELECT DISTINCT conversation "
@@ -211,7 +184,7 @@ class AnswerLog:
         if now - self._purged_at > 3600:  # the retention is applied while the server runs too
             self.purge(now)
         state = state_of([*messages, {"role": "assistant", "content": answer}])
-        with self._lock, _transaction(self._db):  # one commit (one fsync) per answer
+        with self._store.transaction():  # one commit (one fsync) per answer
             row = None
             if len(messages) > 1:
                 row = self._db.execute(
@@ -301,16 +274,15 @@ class AnswerLog:
 
     def rename(self, conversation: str, user: str, title: str) -> bool:
         self.flush()
-        with self._lock:
-            changed = self._db.execute(
-                "UPDATE conversations SET title = ? WHERE id = ? AND user = ?",
-                (title, conversation, user),
-            ).rowcount
+        changed = self._store.execute(
+            "UPDATE conversations SET title = ? WHERE id = ? AND user = ?",
+            (title, conversation, user),
+        ).rowcount
         return bool(changed)
 
     def delete(self, conversation: str, user: str) -> bool:
         self.flush()
-        with self._lock:
+        with self._store.lock:
             owned = self._db.execute(
                 "DELETE FROM conversations WHERE id = ? AND user = ?", (conversation, user)
             ).rowcount
@@ -338,5 +310,4 @@ class AnswerLog:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._scrubber.shutdown(wait=True)
-        with self._lock:
-            self._db.close()
+        self._store.close()

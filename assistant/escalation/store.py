@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from assistant.storage.sqlite import SqliteStore, add_column, script
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS escalations (
@@ -41,6 +39,12 @@ CREATE TABLE IF NOT EXISTS escalations (
 CREATE INDEX IF NOT EXISTS escalations_due ON escalations (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS escalations_user ON escalations (user, created_at);
 """
+# the schema as it is now, then the columns an outbox from an older version gets
+MIGRATIONS = [
+    script("escalations", SCHEMA),
+    add_column("escalations", "queued_at", "REAL"),
+    add_column("escalations", "leased_until", "REAL"),
+]
 
 STATES = ("queued", "sent", "failed")
 _COLUMNS = (
@@ -60,31 +64,10 @@ class EscalationStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(escalations)")}
-        for added in ("queued_at", "leased_until"):  # an outbox from an older version
-            if added not in columns:
-                self._db.execute(f"ALTER TABLE escalations ADD COLUMN {added} REAL")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (BEGIN IMMEDIATE: other processes wait)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._store = SqliteStore(self.path, MIGRATIONS, pragmas={"synchronous": "FULL"})
 
     def _exec(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        return self._store.fetchall(sql, args)
 
     @staticmethod
     def new_id() -> str:
@@ -123,7 +106,7 @@ class EscalationStore:
         the real next attempt when it is done; a lease left by a killed process runs out
         (or ``make_all_due`` ends it at the next start)."""
         now = time.time()
-        with self._transaction() as db:
+        with self._store.transaction() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM escalations WHERE state = 'queued' "
                 "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
@@ -142,27 +125,25 @@ class EscalationStore:
     def make_all_due(self) -> int:
         """At start-up: every queued escalation is tried again now (leases included)."""
         now = time.time()
-        with self._lock:
-            return self._db.execute(
-                "UPDATE escalations SET next_attempt_at = ?, leased_until = NULL "
-                "WHERE state = 'queued' AND next_attempt_at > ?",
-                (now, now),
-            ).rowcount
+        return self._store.execute(
+            "UPDATE escalations SET next_attempt_at = ?, leased_until = NULL "
+            "WHERE state = 'queued' AND next_attempt_at > ?",
+            (now, now),
+        ).rowcount
 
     def hurry(self) -> int:
         """Every queued escalation waiting out a backoff is due now (one being delivered,
         leased by this or another process, is left alone); how many."""
         now = time.time()
-        with self._lock:
-            return self._db.execute(
-                "UPDATE escalations SET next_attempt_at = ? WHERE state = 'queued' "
-                "AND next_attempt_at > ? AND (leased_until IS NULL OR leased_until <= ?)",
-                (now, now, now),
-            ).rowcount
+        return self._store.execute(
+            "UPDATE escalations SET next_attempt_at = ? WHERE state = 'queued' "
+            "AND next_attempt_at > ? AND (leased_until IS NULL OR leased_until <= ?)",
+            (now, now, now),
+        ).rowcount
 
     def record_delivery(self, escalation: str, connector: str, result: dict) -> None:
         """What one connector did, kept at once (a delivered connector is never sent again)."""
-        with self._transaction() as db:
+        with self._store.transaction() as db:
             row = db.execute(
                 "SELECT deliveries FROM escalations WHERE id = ?", (escalation,)
             ).fetchone()
@@ -193,7 +174,7 @@ class EscalationStore:
         The escalation afterwards (``None``: there is none) and whether it was re-queued
         (only a ``failed`` one is)."""
         now = time.time()
-        with self._transaction() as db:
+        with self._store.transaction() as db:
             row = db.execute(
                 "SELECT state, deliveries FROM escalations WHERE id = ?", (escalation,)
             ).fetchone()
@@ -215,5 +196,4 @@ class EscalationStore:
         return {state: int(found.get(state, 0)) for state in STATES}
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._store.close()

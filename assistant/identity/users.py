@@ -22,13 +22,13 @@ import logging
 import re
 import secrets
 import sqlite3
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from assistant.storage.sqlite import SqliteStore, script
 from retrieval.access import EVERYONE, GROUP
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at REAL NOT NULL
 );
 """
+MIGRATIONS = [script("users, api_keys, sessions", SCHEMA)]
 
 
 class UserStoreError(ValueError):
@@ -114,13 +115,8 @@ class UserStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_failures = max_failures
         self.lockout_s = lockout_s
-        self._lock = threading.Lock()  # writes, on _db
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        self._read = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._read.execute("PRAGMA query_only=ON")
+        self._store = SqliteStore(self.path, MIGRATIONS, pragmas={"foreign_keys": "ON"})
+        self._read = self._store.reader()
         self._toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="users-touch")
         self._touched: dict[int, float] = {}  # key id -> when last_used_at was last queued
 
@@ -135,8 +131,7 @@ class UserStore:
 
     def close(self) -> None:
         self._toucher.shutdown(wait=True)
-        self._read.close()
-        self._db.close()
+        self._store.close()
 
     # --- users ---------------------------------------------------------------------------
     def add(
@@ -147,15 +142,14 @@ class UserStore:
         if password is not None and len(password) < 8:
             raise UserStoreError("a password needs at least 8 characters")
         hashed = _hasher().hash(password) if password is not None else None
-        with self._lock:
-            try:
-                self._db.execute(
-                    "INSERT INTO users (name, groups, admin, password_hash, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (name, ",".join(clean), int(admin), hashed, time.time()),
-                )
-            except sqlite3.IntegrityError:
-                raise UserStoreError(f"user '{name}' already exists") from None
+        try:
+            self._store.execute(
+                "INSERT INTO users (name, groups, admin, password_hash, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, ",".join(clean), int(admin), hashed, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise UserStoreError(f"user '{name}' already exists") from None
         return User(name, clean, admin)
 
     def sync_external(self, name: str, groups: list[str], admin: bool = False) -> User:
@@ -163,12 +157,11 @@ class UserStore:
         (no password here); the provider's groups replace the stored ones."""
         check_name(name)
         clean = check_groups(groups)
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO users (name, groups, admin, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET groups = excluded.groups, admin = excluded.admin",
-                (name, ",".join(clean), int(admin), time.time()),
-            )
+        self._store.execute(
+            "INSERT INTO users (name, groups, admin, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET groups = excluded.groups, admin = excluded.admin",
+            (name, ",".join(clean), int(admin), time.time()),
+        )
         return User(name, clean, admin)
 
     def get(self, name: str) -> User | None:
@@ -199,8 +192,7 @@ class UserStore:
         ]
 
     def remove(self, name: str) -> None:
-        with self._lock:
-            deleted = self._db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
+        deleted = self._store.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
         if not deleted:
             raise UserStoreError(f"no user '{name}'")
 
@@ -227,25 +219,23 @@ class UserStore:
         except (VerificationError, InvalidHashError):
             self._count_failure(name)
             return None
-        with self._lock:
-            self._db.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = 0 WHERE name = ?", (name,)
-            )
+        self._store.execute(
+            "UPDATE users SET failed_logins = 0, locked_until = 0 WHERE name = ?", (name,)
+        )
         return _user(row[:3])
 
     def _count_failure(self, name: str) -> None:
         """One more wrong try, counted in SQL (tries at the same moment, in this process or
         another, each add one); the ``max_failures``-th locks the account and starts over."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE users SET "
-                "locked_until = CASE WHEN failed_logins + 1 >= :most THEN :until "
-                "ELSE locked_until END, "
-                "failed_logins = CASE WHEN failed_logins + 1 >= :most THEN 0 "
-                "ELSE failed_logins + 1 END "
-                "WHERE name = :name",
-                {"most": self.max_failures, "until": time.time() + self.lockout_s, "name": name},
-            )
+        self._store.execute(
+            "UPDATE users SET "
+            "locked_until = CASE WHEN failed_logins + 1 >= :most THEN :until "
+            "ELSE locked_until END, "
+            "failed_logins = CASE WHEN failed_logins + 1 >= :most THEN 0 "
+            "ELSE failed_logins + 1 END "
+            "WHERE name = :name",
+            {"most": self.max_failures, "until": time.time() + self.lockout_s, "name": name},
+        )
 
     # --- keys ----------------------------------------------------------------------------
     def create_key(self, user: str, label: str = "") -> tuple[int, str]:
@@ -253,12 +243,10 @@ class UserStore:
         if self.get(user) is None:
             raise UserStoreError(f"no user '{user}'; add it first with `assistant users add`")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO api_keys (user, label, digest, hint, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (user, label, _digest(key), key[-4:], time.time()),
-            )
+        cursor = self._store.execute(
+            "INSERT INTO api_keys (user, label, digest, hint, created_at) VALUES (?, ?, ?, ?, ?)",
+            (user, label, _digest(key), key[-4:], time.time()),
+        )
         return int(cursor.lastrowid), key
 
     def user_for_key(self, key: str) -> User | None:
@@ -279,10 +267,7 @@ class UserStore:
 
     def _touch(self, key_id: int, when: float) -> None:
         try:
-            with self._lock:
-                self._db.execute(
-                    "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id)
-                )
+            self._store.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))
         except sqlite3.Error as exc:  # a busy database: the next use marks it again
             self._touched.pop(key_id, None)
             logging.getLogger("assistant").warning("could not mark key %s used: %s", key_id, exc)
@@ -302,9 +287,9 @@ class UserStore:
         """A new session id for ``user``, valid ``ttl_s`` seconds (stored hashed)."""
         session = secrets.token_urlsafe(32)
         now = time.time()
-        with self._lock:
-            self._db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
-            self._db.execute(
+        with self._store.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
+            db.execute(
                 "INSERT INTO sessions (digest, user, created_at, expires_at) VALUES (?, ?, ?, ?)",
                 (_digest(session), user, now, now + ttl_s),
             )
@@ -320,15 +305,13 @@ class UserStore:
         return _user(row) if row else None
 
     def end_session(self, session: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM sessions WHERE digest = ?", (_digest(session),))
+        self._store.execute("DELETE FROM sessions WHERE digest = ?", (_digest(session),))
 
     def revoke_key(self, key_id: int) -> None:
-        with self._lock:
-            changed = self._db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (time.time(), key_id),
-            ).rowcount
+        changed = self._store.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (time.time(), key_id),
+        ).rowcount
         if not changed:
             raise UserStoreError(f"no live key with id {key_id}")
 

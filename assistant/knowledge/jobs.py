@@ -11,7 +11,6 @@ the indexer's own crash safety keeps the index whole.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import traceback
@@ -20,6 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from assistant.storage.sqlite import SqliteStore, script
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL
 )
 """
+MIGRATIONS = [script("jobs", SCHEMA)]
 
 # Given a progress callback and the job's cancel event, returns counts (or raises
 # JobCancelled once it has stopped because the event was set).
@@ -53,19 +55,15 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(SCHEMA)
-        self._db.execute(
+        self._store = SqliteStore(self.path, MIGRATIONS)
+        self._store.execute(
             "UPDATE jobs SET state='failed', error='interrupted: the server stopped', "
             "finished_at=? WHERE state IN ('queued', 'running')",
             (time.time(),),
         )
 
-    def _exec(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    def _exec(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return self._store.fetchall(sql, args)
 
     def create(self, kind: str, params: dict) -> str:
         job_id = uuid.uuid4().hex[:16]
@@ -92,8 +90,7 @@ class JobStore:
         return [_row(r) for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._store.close()
 
 
 _COLUMNS = "id, kind, params, state, progress, result, error, created_at, started_at, finished_at"

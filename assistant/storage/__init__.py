@@ -1,0 +1,1 @@
+"""SQLite files in HOME: WAL, one writer, numbered migrations. Imports only stdlib and errors."""
