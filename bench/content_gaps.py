@@ -99,8 +99,8 @@ def questions(n: int, docs: Path, all_gaps: bool, rng: random.Random) -> list[di
 
 def build_home(home: Path, n: int, days: int, all_gaps: bool, seed: int) -> dict:
     from assistant.chat.answer_log import AnswerLog
+    from assistant.chat.feedback_store import FeedbackStore
     from assistant.escalation.store import EscalationStore
-    from finetune.feedback import FeedbackStore
 
     rng = random.Random(seed)
     made = questions(n, ROOT / "data" / "docs", all_gaps, rng)

@@ -43,10 +43,10 @@ class TopicIndex(FakeIndex):
 
 @pytest.fixture
 def http(tmp_path):
+    from assistant.chat.feedback_store import FeedbackStore
     from assistant.gateway.app import create_app
     from assistant.identity.users import UserStore
     from assistant.settings import load_settings
-    from finetune.feedback import FeedbackStore
 
     receiver = Receiver()
     users = UserStore(tmp_path / "users.sqlite")
@@ -164,8 +164,8 @@ def test_days_are_whole_days_in_the_configured_time_zone():
 
 def test_files_from_before_the_analytics_columns_are_migrated(tmp_path):
     from assistant.analytics.service import make_analytics
+    from assistant.chat.feedback_store import FeedbackStore
     from assistant.settings import load_settings
-    from finetune.feedback import FeedbackStore
 
     old = tmp_path / "answers.sqlite"
     with sqlite3.connect(old) as db:  # the answer log as the first release wrote it
@@ -327,9 +327,9 @@ def test_minilm_clusters_and_assistant_report_writes_the_same_as_files(tmp_path)
     files and --json, personal data nowhere. The vectors are in HOME's cache by then, so
     the subprocess need not load the model (as after a server's GapWarmer)."""
     from assistant.analytics.service import make_analytics
+    from assistant.chat.feedback_store import FeedbackStore
     from assistant.escalation.store import EscalationStore
     from assistant.settings import load_settings
-    from finetune.feedback import FeedbackStore
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     home = tmp_path / "home"

@@ -16,12 +16,12 @@ import time
 import httpx
 import pytest
 
+from assistant.chat.feedback_store import FeedbackStore
 from assistant.gateway.app import create_app
 from assistant.identity.users import UserStore
 from assistant.knowledge.index import IndexService
 from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
-from finetune.feedback import FeedbackStore
 from tests.fakes import FakeEmbedder, FakeUpstream
 
 ADMIN = {"Authorization": "Bearer adm"}

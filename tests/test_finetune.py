@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from assistant.chat.feedback_store import FeedbackStore
 from finetune.errors import FinetuneError
-from finetune.feedback import FeedbackStore
 from finetune.prepare import clean_turns, drop_near_duplicates, prepare, split_of
 from finetune.train import TrainConfig, tokenize_conversation
 from finetune.transcripts import Conversation

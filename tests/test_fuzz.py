@@ -21,6 +21,7 @@ from schemathesis import GenerationMode
 
 from assistant.chat.embeddings import EmbeddingRequest
 from assistant.chat.feedback import FeedbackRequest
+from assistant.chat.feedback_store import FeedbackStore
 from assistant.chat.schemas import MAX_JSON_DEPTH, ChatCompletionRequest, CompletionRequest
 from assistant.escalation.service import EscalationRequest
 from assistant.gateway.app import create_app
@@ -28,7 +29,6 @@ from assistant.identity.users import UserStore
 from assistant.knowledge.index import IndexService
 from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
-from finetune.feedback import FeedbackStore
 from tests.fakes import FakeEmbedder, FakeIndex, FakeUpstream
 
 MODELS = ("helpdesk-demo", "it-support")

@@ -165,7 +165,7 @@ def test_an_answer_the_docs_do_not_cover_offers_a_ticket_first_and_opens_it(serv
 def test_like_an_answer_and_find_it_in_the_store(served, browser):
     from selenium.webdriver.common.by import By
 
-    from finetune.feedback import FeedbackStore
+    from assistant.chat.feedback_store import FeedbackStore
 
     ask(browser, served, "How do I release a print job at a FollowMe printer?")
     browser.find_element(By.CSS_SELECTOR, "#chat button[aria-label='Like']").click()

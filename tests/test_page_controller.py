@@ -15,9 +15,9 @@ import gradio as gr
 import pytest
 from fastapi.testclient import TestClient
 
+from assistant.chat.feedback_store import FeedbackStore
 from assistant.gateway.app import create_app
 from assistant.settings import load_settings
-from finetune.feedback import FeedbackStore
 from tests.fakes import FakeIndex, FakeUpstream
 from ui.chat_page import Client, build_page
 from ui.controller import NOT_COVERED, PageController

@@ -7,11 +7,11 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from assistant.chat.feedback_store import FeedbackStore
 from assistant.errors import APIError
 from assistant.gateway.app import create_app
 from assistant.knowledge.docs import safe_name
 from assistant.settings import load_settings
-from finetune.feedback import FeedbackStore
 from tests.fakes import FakeIndex, FakeUpstream
 from tests.test_gateway import assert_openai_error
 

@@ -34,7 +34,7 @@ class FeedbackService:
     """
 
     def __init__(self, store, answers) -> None:
-        self.store = store  # finetune.feedback.FeedbackStore
+        self.store = store  # assistant.chat.feedback_store.FeedbackStore
         self.answers = answers  # assistant.chat.answer_log.AnswerLog
 
     def add(self, raw: bytes, user: str) -> dict:

@@ -112,7 +112,7 @@ def finetune(
             echo_err(problem)
         if not asked:
             raise UserError(f"no questions to ask in {eval_questions}")
-    from finetune.feedback import FeedbackStore
+    from assistant.chat.feedback_store import FeedbackStore
     from finetune.prepare import prepare, read_prepared
     from finetune.train import TrainConfig, train_lora
     from finetune.transcripts import Conversation

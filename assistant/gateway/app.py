@@ -65,7 +65,8 @@ def create_app(
     (``retrieval.retriever.Retriever`` or a fake); without one, answers are not grounded.
     ``embedder`` serves ``/v1/embeddings``; ``engine_restarts`` feeds ``/metrics``;
     ``index_service`` backs the admin routes (reindex jobs, index overview);
-    ``feedback_store`` (``finetune.feedback.FeedbackStore``) keeps the ratings of answers;
+    ``feedback_store`` (``assistant.chat.feedback_store.FeedbackStore``) keeps the ratings
+    of answers;
     ``users`` (``assistant.identity.users.UserStore``) holds local users and their API keys;
     ``answers`` (``assistant.chat.answer_log.AnswerLog``, default HOME/answers.sqlite) keeps what
     was answered to whom, which feedback must point at;

@@ -84,11 +84,11 @@ def run_server(settings: Settings, *, log=print) -> None:
         upstream = HttpUpstream(
             [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
         )
+    from assistant.chat.feedback_store import FeedbackStore
     from assistant.escalation.store import EscalationStore
     from assistant.identity.users import UserStore
     from assistant.knowledge.index import IndexService, make_embedder
     from assistant.knowledge.jobs import JobRunner, JobStore
-    from finetune.feedback import FeedbackStore
 
     embedder = make_embedder(settings)
     runner = JobRunner(JobStore(settings.home / "jobs.sqlite"))
