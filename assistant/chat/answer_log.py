@@ -104,7 +104,6 @@ class AnswerLog:
         removes personal data from the question kept for analytics (default:
         ``finetune.pii.Scrubber``, built at the first answer)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
         # WAL + NORMAL: a crash never corrupts the log; only a power cut can lose the last
         # answers written (no fsync per answer, which would cost the server more than the

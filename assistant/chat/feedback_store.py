@@ -10,10 +10,10 @@ then stands as the answer. Everything else stays out of training.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from pathlib import Path
+
+from assistant.storage.sqlite import SqliteStore, add_column, script
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_at);
 """
+# the schema as it is now; a file from before ``completion_id`` gets it (NULL in old rows)
+MIGRATIONS = [script("feedback", SCHEMA), add_column("feedback", "completion_id", "TEXT")]
 
 COLUMNS = ("id", "created_at", "model", "messages", "answer", "sources", "rating", "correction",
            "user", "completion_id")  # fmt: skip
@@ -38,24 +40,7 @@ COLUMNS = ("id", "created_at", "model", "messages", "answer", "sources", "rating
 class FeedbackStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        self._migrate()
-
-    def _migrate(self) -> None:
-        """A file from before ``completion_id`` gets the column (NULL in its old rows)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            have = {row[1] for row in self._db.execute("PRAGMA table_info(feedback)")}
-            if "completion_id" not in have:
-                self._db.execute("ALTER TABLE feedback ADD COLUMN completion_id TEXT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        self._store = SqliteStore(self.path, MIGRATIONS)
 
     def add(
         self,
@@ -73,44 +58,38 @@ class FeedbackStore:
             raise ValueError("rating must be 1 (liked) or -1 (disliked)")
         if not messages or messages[-1].get("role") != "user":
             raise ValueError("messages must end with the user's question")
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO feedback (created_at, model, messages, answer, sources, rating, "
-                "correction, user, completion_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    time.time(),
-                    model,
-                    json.dumps(messages, ensure_ascii=False),
-                    answer,
-                    json.dumps(sources or [], ensure_ascii=False),
-                    rating,
-                    (correction or "").strip() or None,
-                    user,
-                    completion_id,
-                ),
-            )
-            return int(cursor.lastrowid)
+        cursor = self._store.execute(
+            "INSERT INTO feedback (created_at, model, messages, answer, sources, rating, "
+            "correction, user, completion_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                time.time(),
+                model,
+                json.dumps(messages, ensure_ascii=False),
+                answer,
+                json.dumps(sources or [], ensure_ascii=False),
+                rating,
+                (correction or "").strip() or None,
+                user,
+                completion_id,
+            ),
+        )
+        return int(cursor.lastrowid)
 
     def latest(self, limit: int = 20) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM feedback ORDER BY id DESC LIMIT ?", (limit,)
-            ).fetchall()
+        rows = self._store.fetchall(
+            f"SELECT {', '.join(COLUMNS)} FROM feedback ORDER BY id DESC LIMIT ?", (limit,)
+        )
         return [_row(r) for r in rows]
 
     def all(self) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM feedback ORDER BY id"
-            ).fetchall()
+        rows = self._store.fetchall(f"SELECT {', '.join(COLUMNS)} FROM feedback ORDER BY id")
         return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            liked, disliked, corrected = self._db.execute(
-                "SELECT COALESCE(SUM(rating = 1), 0), COALESCE(SUM(rating = -1), 0), "
-                "COALESCE(SUM(rating = -1 AND correction IS NOT NULL), 0) FROM feedback"
-            ).fetchone()
+        [(liked, disliked, corrected)] = self._store.fetchall(
+            "SELECT COALESCE(SUM(rating = 1), 0), COALESCE(SUM(rating = -1), 0), "
+            "COALESCE(SUM(rating = -1 AND correction IS NOT NULL), 0) FROM feedback"
+        )
         return {"liked": liked, "disliked": disliked, "corrected": corrected}
 
     def training_conversations(self) -> list[dict]:
@@ -133,8 +112,7 @@ class FeedbackStore:
         return records
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._store.close()
 
 
 def _row(row: tuple) -> dict:

@@ -63,7 +63,6 @@ def _row(row: tuple) -> dict:
 class EscalationStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._store = SqliteStore(self.path, MIGRATIONS, pragmas={"synchronous": "FULL"})
 
     def _exec(self, sql: str, args: tuple = ()) -> list[tuple]:

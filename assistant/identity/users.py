@@ -112,7 +112,6 @@ class UserStore:
 
     def __init__(self, path: Path, *, max_failures: int = 5, lockout_s: float = 300.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_failures = max_failures
         self.lockout_s = lockout_s
         self._store = SqliteStore(self.path, MIGRATIONS, pragmas={"foreign_keys": "ON"})

@@ -54,7 +54,6 @@ class JobCancelled(Exception):
 class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._store = SqliteStore(self.path, MIGRATIONS)
         self._store.execute(
             "UPDATE jobs SET state='failed', error='interrupted: the server stopped', "
