@@ -4,7 +4,7 @@ browser test_page_browser's."""
 import httpx
 import openai
 
-from ui.chat_page import _readable, text_of
+from ui.render import readable, text_of
 
 
 def test_text_of_handles_gradio_content_shapes():
@@ -22,13 +22,13 @@ def _status_error(status: int, message: str) -> openai.APIStatusError:
 
 
 def test_errors_become_readable_sentences():
-    assert "starting up" in _readable(_status_error(503, "engine down"))
-    text = _readable(_status_error(400, "'messages': too long"))
+    assert "starting up" in readable(_status_error(503, "engine down"))
+    text = readable(_status_error(400, "'messages': too long"))
     assert text.startswith("Sorry") and "too long" in text and "{" not in text
 
 
 def test_sources_markdown_cites_title_section_page_snippet_and_link():
-    from ui.chat_page import sources_markdown
+    from ui.render import sources_markdown
 
     text = sources_markdown(
         [
@@ -46,7 +46,7 @@ def test_sources_markdown_cites_title_section_page_snippet_and_link():
 
 
 def test_history_for_the_api_leaves_out_source_boxes():
-    from ui.chat_page import history_for_api
+    from ui.render import history_for_api
 
     history = [
         {"role": "user", "content": "vpn?"},
@@ -62,7 +62,7 @@ def test_history_for_the_api_leaves_out_source_boxes():
 
 
 def test_a_reopened_conversation_shows_answers_sources_and_stays_rateable():
-    from ui.chat_page import reopened
+    from ui.render import reopened
 
     conversation = {
         "id": "conv-1",
@@ -90,7 +90,7 @@ def test_a_reopened_conversation_shows_answers_sources_and_stays_rateable():
 def test_the_page_acts_as_the_signed_in_person_not_as_a_key():
     from openai._base_client import FinalRequestOptions
 
-    from ui.chat_page import Client
+    from ui.client import Client
 
     client = Client("http://127.0.0.1:9/v1", api_key=None)
     options = FinalRequestOptions(method="get", url="/models", headers=client.as_person("s1"))
@@ -103,7 +103,7 @@ def test_the_page_acts_as_the_signed_in_person_not_as_a_key():
 def test_with_neither_key_nor_session_the_page_sends_no_authorization():
     from openai._base_client import FinalRequestOptions
 
-    from ui.chat_page import Client
+    from ui.client import Client
 
     def sent(client, session):
         options = FinalRequestOptions(

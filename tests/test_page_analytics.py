@@ -32,7 +32,7 @@ def used(gateway):  # noqa: F811
     index = FakeIndex()
     g = gateway(index=index)
     _, answers, _ = asked(g.page, "My VPN says TP-204")[-1]
-    g.page.rate(like(1, True), answers, "", request())
+    g.page.chat.rate(like(1, True), answers, "", request())
     index.hits = nothing_close()  # from now on the docs have nothing close
     asked(g.page, OFF_TOPIC)
     asked(g.page, OFF_TOPIC)

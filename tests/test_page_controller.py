@@ -19,8 +19,13 @@ from assistant.chat.feedback_store import FeedbackStore
 from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from tests.fakes import FakeIndex, FakeUpstream
-from ui.chat_page import Client, build_page
-from ui.controller import NOT_COVERED, PageController
+from ui.admin import Admin
+from ui.chat import Chat
+from ui.chat_page import build_page
+from ui.client import Client
+from ui.controller import PageController
+from ui.conversations import Conversations
+from ui.render import NOT_COVERED
 
 MODEL = "helpdesk-demo"
 QUESTION = "VPN TP-204?"
@@ -92,7 +97,7 @@ def gateway(tmp_path):
 
 def asked(page: PageController, question: str = QUESTION, history=(), answers=None, who=None):
     """Each step of ``ask`` as the browser got it (the chat list is updated in place)."""
-    steps = page.ask(question, list(history), MODEL, answers or {}, request(who))
+    steps = page.chat.ask(question, list(history), MODEL, answers or {}, request(who))
     return [copy.deepcopy(step) for step in steps]
 
 
@@ -143,11 +148,11 @@ def test_an_answer_the_docs_do_not_cover_gets_the_escalation_box(gateway):
 def test_retry_asks_the_last_question_again_in_place_of_its_answer(gateway):
     page = gateway().page
     history, answers, _ = asked(page)[-1]
-    retried, ratings, _ = list(page.retry(history, MODEL, answers, request()))[-1]
+    retried, ratings, _ = list(page.chat.retry(history, MODEL, answers, request()))[-1]
     assert retried[0]["content"] == QUESTION and len(retried) == 3
     assert ratings["1"] == {"completion_id": "chatcmpl-fake-2"}
-    assert list(page.retry([], MODEL, {}, request())) == [([], {}, gr.update())]
-    assert page.clear() == ([], {}, "")
+    assert list(page.chat.retry([], MODEL, {}, request())) == [([], {}, gr.update())]
+    assert page.chat.clear() == ([], {}, "")
 
 
 def test_engine_trouble_is_a_sentence_in_the_chat(gateway):
@@ -161,13 +166,14 @@ def test_engine_trouble_is_a_sentence_in_the_chat(gateway):
 def test_ratings_and_corrections_reach_the_feedback_store(gateway):
     g = gateway()
     history, answers, _ = asked(g.page)[-1]
-    assert g.page.rate(like(0), answers, "", request()) == "Only answers can be rated."
-    assert g.page.rate(like(1), answers, "ignored", request()) == "Thanks, your rating was saved."
+    assert g.page.chat.rate(like(0), answers, "", request()) == "Only answers can be rated."
+    saved = g.page.chat.rate(like(1), answers, "ignored", request())
+    assert saved == "Thanks, your rating was saved."
     # the thumbs under the sources box rate the answer above it
     fix = "Renew the certificate at the kiosk."
-    saved = g.page.rate(like(2, "Dislike"), answers, fix, request())
+    saved = g.page.chat.rate(like(2, "Dislike"), answers, fix, request())
     assert saved == "Thanks, your rating and correction were saved."
-    assert "correction box" in g.page.rate(like([1, 0], False), answers, "", request())
+    assert "correction box" in g.page.chat.rate(like([1, 0], False), answers, "", request())
     disliked, corrected, liked = g.store.latest(3)
     assert liked["rating"] == 1 and liked["correction"] is None
     assert liked["answer"] == history[1]["content"]  # the server's own record of the answer
@@ -175,77 +181,78 @@ def test_ratings_and_corrections_reach_the_feedback_store(gateway):
     assert disliked["rating"] == -1 and disliked["correction"] is None
 
     unknown = {"1": {"completion_id": "chatcmpl-nope"}}
-    assert g.page.rate(like(1), unknown, "", request()).startswith(
+    assert g.page.chat.rate(like(1), unknown, "", request()).startswith(
         "Your rating could not be saved:"
     )
 
 
 def test_history_lists_opens_renames_and_deletes_conversations(gateway):
     page = gateway().page
+    tab = page.conversations  # the History tab
     empty = (gr.update(choices=[], value=None), "No conversations yet: ask something first.")
-    assert page.list_history(request()) == empty
+    assert tab.list_history(request()) == empty
     history, answers, _ = asked(page)[-1]
-    picker, note = page.list_history(request())
+    picker, note = tab.list_history(request())
     (label, conversation), = picker["choices"]  # fmt: skip
     assert picker["value"] == conversation and note == "" and label.startswith("VPN TP-204")
 
-    reopened, ratings, note, tabs = page.open_conversation(conversation, request())
+    reopened, ratings, note, tabs = tab.open_conversation(conversation, request())
     assert reopened == history and ratings == answers and note == ""
     assert tabs.selected == "ask"
-    assert page.open_conversation(None, request())[2] == "Pick a conversation first."
+    assert tab.open_conversation(None, request())[2] == "Pick a conversation first."
 
-    assert page.rename_conversation(conversation, " ", request()).startswith("Pick")
-    assert page.rename_conversation(conversation, "VPN trouble", request()) == "Renamed."
-    assert page.list_history(request())[0]["choices"][0][0].startswith("VPN trouble · ")
+    assert tab.rename_conversation(conversation, " ", request()).startswith("Pick")
+    assert tab.rename_conversation(conversation, "VPN trouble", request()) == "Renamed."
+    assert tab.list_history(request())[0]["choices"][0][0].startswith("VPN trouble · ")
 
-    assert page.delete_conversation(conversation, request()) == "Deleted for good."
-    assert page.list_history(request())[0]["choices"] == []
-    assert page.open_conversation(conversation, request())[2].startswith(
+    assert tab.delete_conversation(conversation, request()) == "Deleted for good."
+    assert tab.list_history(request())[0]["choices"] == []
+    assert tab.open_conversation(conversation, request())[2].startswith(
         "It could not be opened: no conversation"
     )
-    assert page.delete_conversation(conversation, request()).startswith("It could not be deleted")
+    assert tab.delete_conversation(conversation, request()).startswith("It could not be deleted")
 
 
 def test_admin_sign_in_overviews_reindex_and_export(gateway, tmp_path):
     g = gateway()
     page = g.page
     wrong = (gr.update(visible=False), "Problem: Wrong admin key.", "")
-    assert page.admin_login("wrong", request()) == wrong
-    assert page.admin_login(" adm ", request()) == (
+    assert page.admin.admin_login("wrong", request()) == wrong
+    assert page.admin.admin_login(" adm ", request()) == (
         gr.update(visible=True), "Signed in as admin.", "adm")  # fmt: skip
     # no key and no one signed in: the Admin tab opening changes nothing, "Sign in" asks
-    assert page.admin_open(request()) == (gr.update(),) * 7
-    assert page.admin_login("", request())[1] == "Problem: Type the admin key."
+    assert page.admin.admin_open(request()) == (gr.update(),) * 7
+    assert page.admin.admin_login("", request())[1] == "Problem: Type the admin key."
 
     history, answers, _ = asked(page)[-1]
-    page.rate(like(1, False), answers, "Use the kiosk.", request())
-    rows, where, summary, latest = page.refresh("adm", request())
+    page.chat.rate(like(1, False), answers, "Use the kiosk.", request())
+    rows, where, summary, latest = page.admin.refresh("adm", request())
     assert rows == [["docs", 3, 12, rows[0][3], "fake-embedder"]] and rows[0][3].startswith("20")
     assert where == f"Docs folder: `{g.docs}`"
     assert summary == "0 liked, 1 disliked (1 corrected)."
     assert latest[0][1:] == ["disliked", QUESTION, history[1]["content"], "Use the kiosk.", MODEL]
-    assert page.refresh("wrong", request()) == (
+    assert page.admin.refresh("wrong", request()) == (
         [], *["Problem: this route needs the admin key"] * 2, [])  # fmt: skip
 
     upload = tmp_path / "kiosk.md"
     upload.write_text("# Kiosk\n\nThe lobby kiosk reboots at 6am.\n")
     shown: list[str] = []
-    done = page.upload_and_reindex(
+    done = page.admin.upload_and_reindex(
         [str(upload)], "adm", request(), lambda _, desc: shown.append(desc)
     )
     assert (g.docs / "kiosk.md").read_text() == upload.read_text()
     assert shown == ["Saved kiosk.md; reindexing...", "Reindexing: 1 of 1 files"]
     assert done == ("Reindexed: 1 added, 0 updated, 0 removed, 0 unchanged; 4 chunks in the "
                     "index.\n- skipped scan.pdf: no text")  # fmt: skip
-    assert page.reindex_all("adm", request(), lambda *_, **__: None) == done
-    assert page.reindex_all("wrong", request(), lambda *_, **__: None).startswith("Problem: ")
+    assert page.admin.reindex_all("adm", request(), lambda *_, **__: None) == done
+    assert page.admin.reindex_all("wrong", request(), lambda *_, **__: None).startswith("Problem: ")
 
-    exported = Path(page.export_feedback("adm", request()))
+    exported = Path(page.admin.export_feedback("adm", request()))
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     exported.unlink()
     assert lines[0]["messages"][-1] == {"role": "assistant", "content": "Use the kiosk."}
     with pytest.raises(gr.Error):
-        page.export_feedback("wrong", request())
+        page.admin.export_feedback("wrong", request())
 
 
 def test_the_model_picker_and_the_signed_in_line(gateway):
@@ -258,8 +265,9 @@ def test_the_model_picker_and_the_signed_in_line(gateway):
 
     offline = PageController(Client("http://127.0.0.1:9/v1", None), MODEL)
     assert offline.load_models(MODEL, request()) == gr.update(choices=[MODEL], value=MODEL)
-    assert offline.admin_login("adm", request())[1] == "Problem: The server cannot be reached."
-    said = list(offline.ask(QUESTION, [], MODEL, {}, request()))[-1][0][-1]["content"]
+    unreachable = offline.admin.admin_login("adm", request())[1]
+    assert unreachable == "Problem: The server cannot be reached."
+    said = list(offline.chat.ask(QUESTION, [], MODEL, {}, request()))[-1][0][-1]["content"]
     assert said.startswith("The assistant cannot be reached right now.")
 
 
@@ -279,9 +287,9 @@ def test_with_sign_in_the_page_acts_as_the_person(gateway, tmp_path):
     assert line == gr.update(value="Signed in as **alice** · [Sign out](/logout)", visible=True)
     history, answers, _ = asked(g.page, who=session)[-1]
     assert history[1]["content"].startswith("echo:") and "1" in answers
-    assert len(g.page.list_history(request(session))[0]["choices"]) == 1
+    assert len(g.page.conversations.list_history(request(session))[0]["choices"]) == 1
     # no session, no key: the API refuses, and the page says so in a sentence
-    refused = g.page.list_history(request())[1]
+    refused = g.page.conversations.list_history(request())[1]
     assert refused.startswith("History is not available:")
     assert asked(g.page)[-1][0][-1]["content"].startswith("This page is not allowed")
     users.close()
@@ -313,27 +321,28 @@ def test_a_signed_in_admin_uses_the_admin_tab_without_the_key(gateway, tmp_path)
     page = g.page
 
     # an admin account: in as the Admin tab opens (with the overviews), or by "Sign in"
-    panel, note, key, rows, where, summary, _ = page.admin_open(root)
+    panel, note, key, rows, where, summary, _ = page.admin.admin_open(root)
     assert (panel, note, key) == AS_ACCOUNT and rows[0][:3] == ["docs", 3, 12]
     assert where == f"Docs folder: `{g.docs}`" and summary.endswith("(0 corrected).")
-    assert page.admin_login("", root) == AS_ACCOUNT
-    assert page.refresh("", root)[0] == rows
-    assert page.reindex_all("", root, lambda *_, **__: None).startswith("Reindexed: ")
-    exported = Path(page.export_feedback("", root))
+    assert page.admin.admin_login("", root) == AS_ACCOUNT
+    assert page.admin.refresh("", root)[0] == rows
+    assert page.admin.reindex_all("", root, lambda *_, **__: None).startswith("Reindexed: ")
+    exported = Path(page.admin.export_feedback("", root))
     assert exported.read_text() == ""
     exported.unlink()
 
     # anyone else: the panel stays shut, and the server refuses each admin call
-    assert page.admin_open(alice) == (gr.update(),) * 7
-    assert page.admin_login("", alice) == NOT_ADMIN
+    assert page.admin.admin_open(alice) == (gr.update(),) * 7
+    assert page.admin.admin_login("", alice) == NOT_ADMIN
     refused = "Problem: 'alice' is not an admin"
-    assert page.refresh("", alice) == ([], refused, refused, [])
-    assert page.reindex_all("", alice, lambda *_, **__: None) == refused
+    assert page.admin.refresh("", alice) == ([], refused, refused, [])
+    assert page.admin.reindex_all("", alice, lambda *_, **__: None) == refused
     with pytest.raises(gr.Error, match="not an admin"):
-        page.export_feedback("", alice)
+        page.admin.export_feedback("", alice)
     # the admin key still works, whoever is signed in
-    assert page.admin_login("adm", alice)[:2] == (gr.update(visible=True), "Signed in as admin.")
-    assert page.refresh("adm", alice)[0] == rows
+    signed_in = page.admin.admin_login("adm", alice)[:2]
+    assert signed_in == (gr.update(visible=True), "Signed in as admin.")
+    assert page.admin.refresh("adm", alice)[0] == rows
     users.close()
 
 
@@ -351,10 +360,10 @@ def test_behind_an_auth_proxy_its_admin_group_opens_the_admin_tab(gateway, tmp_p
         return request(page.cookies[COOKIE])  # the session the page's own calls carry
 
     erin, finn = through_proxy("erin", "hr,it-admins"), through_proxy("finn", "hr")
-    assert g.page.admin_open(erin)[:3] == AS_ACCOUNT
-    assert g.page.refresh("", erin)[0][0][0] == "docs"
-    assert g.page.admin_open(finn) == (gr.update(),) * 7
-    assert g.page.admin_login("", finn) == NOT_ADMIN
+    assert g.page.admin.admin_open(erin)[:3] == AS_ACCOUNT
+    assert g.page.admin.refresh("", erin)[0][0][0] == "docs"
+    assert g.page.admin.admin_open(finn) == (gr.update(),) * 7
+    assert g.page.admin.admin_login("", finn) == NOT_ADMIN
     users.close()
 
 
@@ -363,12 +372,15 @@ def test_the_page_hands_gradio_the_controllers_methods_with_what_they_need():
 
     page = build_page("http://127.0.0.1:9/v1", MODEL)
     fns = {f.api_name: f for f in page.fns.values()}
-    for name in ("ask", "retry", "rate", "list_history", "open_conversation",
-                 "rename_conversation", "delete_conversation", "admin_login", "admin_open",
-                 "refresh",
-                 "upload_and_reindex", "reindex_all", "export_feedback", "load_models", "whoami",
-                 "clear"):  # fmt: skip
-        assert isinstance(fns[name].fn.__self__, PageController), name
+    owners = {Chat: ("ask", "retry", "rate", "clear"),
+              Conversations: ("list_history", "open_conversation", "rename_conversation",
+                              "delete_conversation"),
+              Admin: ("admin_login", "admin_open", "refresh", "upload_and_reindex",
+                      "reindex_all", "export_feedback"),
+              PageController: ("load_models", "whoami")}  # fmt: skip
+    for owner, names in owners.items():
+        for name in names:
+            assert isinstance(fns[name].fn.__self__, owner), name
     # Gradio fills `request: gr.Request`, `data: gr.LikeData` and `progress` from the
     # handlers' runtime annotations and defaults
     marker, event = object(), like(1)

@@ -10,8 +10,8 @@ import pytest
 from tests.fakes import FakeIndex
 from tests.test_page_controller import MODEL, _signed_in, asked, gateway, like, request  # noqa: F401
 from tests.ticket_receiver import Receiver, wait_for
-from ui.controller import ESCALATION, NOT_COVERED, NOT_COVERED_TITLE
-from ui.tickets import LEADS
+from ui.render import NOT_COVERED, NOT_COVERED_TITLE
+from ui.tickets import ESCALATION, LEADS
 
 OFF_TOPIC = "Is the canteen open on Sunday?"
 HIDDEN = gr.update(visible=False)

@@ -12,15 +12,16 @@ from urllib.parse import quote
 
 import gradio as gr
 
-from ui.controller import PageError, _when, session_of
+from ui.client import Client, PageError, session_of
+from ui.render import when
 
 HEADERS = ["ticket", "when", "who", "summary", "attempts", "why it failed"]
 
 
 class AdminTickets:
-    """Failed tickets: list them, send one again; over ``client`` (``ui.controller.Client``)."""
+    """Failed tickets: list them, send one again; over ``client``."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
 
     def failed(self, key: str, request: gr.Request):
@@ -32,7 +33,7 @@ class AdminTickets:
             ).json()["data"]  # fmt: skip
         except PageError as exc:
             return [], gr.update(choices=[], value=None), f"Problem: {exc}"
-        rows = [[e["id"], _when(e["created_at"]), e.get("user", ""), e["summary"],
+        rows = [[e["id"], when(e["created_at"]), e.get("user", ""), e["summary"],
                  e["attempts"], e.get("reason") or ""] for e in listed]  # fmt: skip
         ids = [e["id"] for e in listed]
         note = f"{len(ids)} ticket(s) could not be delivered." if ids else "Every ticket went out."

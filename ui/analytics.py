@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ui.controller import PageError, session_of
+from ui.client import Client, PageError, session_of
 
 FIGURES = ("questions_per_day", "feedback_per_day", "escalations_per_day", "top_sources",
            "content_gaps")  # fmt: skip
@@ -108,9 +108,9 @@ def plot(spec: dict):
 
 
 class AdminAnalytics:
-    """What the Admin tab's analytics section does, over ``client`` (``ui.controller.Client``)."""
+    """What the Admin tab's analytics section does, over ``client``."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
 
     @staticmethod

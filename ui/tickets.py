@@ -14,14 +14,17 @@ from urllib.parse import quote
 
 import gradio as gr
 
-from ui.controller import (
-    ESCALATION,
-    NOT_COVERED_TITLE,
-    PageError,
-    history_for_api,
-    session_of,
-    text_of,
-)
+from ui.client import Client, PageError, session_of
+from ui.render import NOT_COVERED_TITLE, history_for_api, text_of
+
+ESCALATION = (
+    "**The IT documentation does not cover this.** The answer above may be incomplete, so "
+    "please contact the Service Desk. To get help fast, tell them:\n"
+    "- what you were trying to do, and on which device (laptop, phone, depot scanner...);\n"
+    "- the exact error message or code (for example TP-204), and when it started;\n"
+    "- what you have already tried.\n\n"
+    "Your question, to copy into the ticket:\n\n> {question}"
+)  # what to tell the Service Desk when no ticket system is configured
 
 PRIORITIES = ("low", "normal", "high")
 PERSON = "A person from the Service Desk can take it from here: send them this conversation as "
@@ -42,9 +45,9 @@ def _offered(lead: str) -> tuple:
 
 
 class Tickets:
-    """What the ticket action does, over ``client`` (``ui.controller.Client``)."""
+    """What the ticket action does, over ``client``."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
 
     def offer_ticket(self, history: list):
