@@ -6,13 +6,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from assistant.chat.answer_log import AnswerLog
 from assistant.chat.grounding import Grounder
 from assistant.chat.prompt import text_of
 from assistant.chat.relay import RelayOptions, StreamEnd, relay
-from assistant.chat.schemas import ChatCompletionRequest, CompletionRequest, load_json
+from assistant.chat.schemas import ChatCompletionRequest, CompletionRequest, parse
 from assistant.chat.upstream import Upstream
 from assistant.errors import APIError
 from assistant.gateway.metrics import Metrics
@@ -44,19 +42,6 @@ class ModelCatalog:
                 f"model '{name}' does not exist; served models: {known}",
                 code="model_not_found",
             )
-
-
-def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
-    """JSON bytes to a request model; a 400 that names the field on any problem."""
-    payload = load_json(raw)
-    if not isinstance(payload, dict):
-        raise APIError(400, "request body must be a JSON object")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        raise APIError(400, f"'{field}': {err['msg']}", code="invalid_" + err["type"]) from None
 
 
 class ChatService:
