@@ -205,7 +205,7 @@ def grounded_corpus(settings, docs, transcripts, *, seed: int = 0, log=print) ->
 
     from assistant.chat.grounding import Grounder
     from assistant.corpus import demo_corpus
-    from assistant.knowledge.index import index_into, make_embedder, make_retriever
+    from assistant.knowledge.factories import index_into, make_embedder, make_retriever
     from retrieval.manifest import get_all
     from retrieval.store import open_client
 

@@ -235,7 +235,7 @@ def main() -> None:
 
     from assistant.analytics.gap_warmer import GapWarmer
     from assistant.analytics.service import make_analytics
-    from assistant.knowledge.index import index_into, make_embedder, make_retriever
+    from assistant.knowledge.factories import index_into, make_embedder, make_retriever
     from assistant.settings import load_settings
     from retrieval.store import open_client
 

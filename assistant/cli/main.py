@@ -10,6 +10,14 @@ import typer
 
 from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load
 from assistant.errors import UserError
+from assistant.knowledge.factories import (
+    access_rules,
+    index_into,
+    make_embedder,
+    make_retriever,
+    open_store,
+    store_lock,
+)
 
 app = typer.Typer(
     help=(
@@ -112,8 +120,7 @@ def index(
     )
     from contextlib import nullcontext
 
-    from assistant.knowledge.index import access_rules, index_into, make_embedder
-    from retrieval.store import StoreLock, check_name, open_client
+    from retrieval.store import check_name
 
     check_name(settings.collection)
     roots = list(paths) if paths else [settings.docs_dir]
@@ -121,10 +128,10 @@ def index(
         if not root.exists():
             raise UserError(f"'{root}' does not exist")
     access = access_rules(settings, roots)  # a bad rules file stops it before the store opens
-    locked = settings.chroma_url or dry_run
+    lock = None if dry_run else store_lock(settings, "assistant index")
     embedder = make_embedder(settings)  # a model that cannot load leaves the store alone
-    with nullcontext() if locked else StoreLock(settings.index_dir, "assistant index"):
-        client = open_client(settings.index_dir, settings.chroma_url)
+    with lock or nullcontext():
+        client = open_store(settings)
         report = index_into(
             settings,
             client,
@@ -172,7 +179,6 @@ def eval_retrieval(
     import tempfile
 
     settings = load(config, retrieval_mode=mode, embedding_model=embedding_model)
-    from assistant.knowledge.index import index_into, make_embedder, make_retriever
     from retrieval.baseline import NaiveBaseline
     from retrieval.evaluation import evaluate, load_questions
     from retrieval.retriever import MODES

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from assistant.knowledge.index import index_into, make_embedder, make_retriever  # noqa: E402
+from assistant.knowledge.factories import index_into, make_embedder, make_retriever  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 from finetune.transcripts import ReadReport, read_transcripts  # noqa: E402
 from retrieval.store import open_client  # noqa: E402
