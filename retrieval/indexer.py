@@ -28,6 +28,7 @@ from retrieval.embeddings import Embedder
 from retrieval.errors import RetrievalError
 from retrieval.loaders import SUFFIXES, LoadError, load
 from retrieval.manifest import Manifest, get_all
+from retrieval.progress import IndexObserver, Progress, QuietObserver
 
 # What a store that cannot be written fails with: disk full, file too large, quota,
 # read-only file system, no permission, I/O error.
@@ -56,15 +57,6 @@ class IndexReport:
         data["skipped"] = len(self.skipped)
         data["seconds"] = round(self.seconds, 2)
         return data
-
-
-@dataclass
-class Progress:
-    """Where a run is: files done of total, chunks embedded so far."""
-
-    files_done: int = 0
-    files_total: int = 0
-    chunks: int = 0
 
 
 @dataclass
@@ -204,12 +196,11 @@ class Indexer:
         *,
         full: bool = False,
         dry_run: bool = False,
-        progress: bool = True,
-        log: Callable[[str], None] = print,
-        on_progress: Callable[[Progress], None] | None = None,
+        observer: IndexObserver | None = None,
         cancel: Callable[[], bool] | None = None,
     ) -> IndexReport:
-        """Bring the collection in line with ``roots``; ``full`` re-embeds every file.
+        """Bring the collection in line with ``roots``; ``full`` re-embeds every file;
+        ``observer`` hears how it goes (default: nobody).
 
         ``cancel`` (e.g. ``threading.Event().is_set``) is asked between files and between
         embedding batches; once it says yes the run stops where it is, with
@@ -241,12 +232,9 @@ class Indexer:
                 todo.append((file, entry is not None))
         gone = sorted(source for source in live if source not in files)
 
-        from tqdm import tqdm
-
+        tell = observer or QuietObserver()
         state = Progress(files_total=len(todo))
-        bar = tqdm(total=len(todo), desc="indexing", unit="file", disable=not progress or not todo)
-        notify = on_progress or (lambda p: None)
-        notify(state)
+        tell.started(state)
         batch = _Batch()
         try:
             for file, existed in todo:
@@ -256,27 +244,26 @@ class Indexer:
                 except LoadError as exc:
                     report.skipped.append({"source": file.source, "reason": str(exc)})
                     state.files_done += 1
-                    bar.update(1)
+                    tell.advanced(state, 1)
                     continue
                 if dry_run:
                     report.updated += existed
                     report.added += not existed
                     what = "update" if existed else "add"
-                    log(f"would {what} {file.source} ({len(chunks)} chunks)")
+                    tell.message(f"would {what} {file.source} ({len(chunks)} chunks)")
                     state.files_done += 1
-                    bar.update(1)
+                    tell.advanced(state, 1)
                     continue
                 # Chunks a killed run already wrote are reused, except when --full re-embeds.
                 written = set() if full else set(stored.get(file.source, {}).get(file.digest, []))
                 batch.add(file, existed, chunks, written)
                 if len(batch.pending) >= self.flush_chunks:
-                    self._flush(batch, stored, report, state, bar)
-                    notify(state)
+                    self._flush(batch, stored, report, state, tell)
             if batch.files:
-                self._flush(batch, stored, report, state, bar)
+                self._flush(batch, stored, report, state, tell)
         except _Cancelled:
             report.cancelled = True
-        bar.close()
+        tell.finished(state)
         if report.cancelled:  # left as a kill would leave it: the next run clears leftovers
             live = self.manifest.all()
         else:
@@ -284,9 +271,9 @@ class Indexer:
             report.access_updated = len(regroup)
             if dry_run:
                 for source in gone:
-                    log(f"would remove {source}")
+                    tell.message(f"would remove {source}")
                 for file in regroup:
-                    log(f"would change who may read {file.source}")
+                    tell.message(f"would change who may read {file.source}")
             else:
                 self._regroup(regroup, stored)
                 self.manifest.remove(gone)
@@ -294,10 +281,9 @@ class Indexer:
                 self._delete_leftovers(stored, live)
                 self.manifest.bump(access=self.access.to_json())
         for item in report.skipped:
-            log(f"skipped {item['source']}: {item['reason']}")
+            tell.message(f"skipped {item['source']}: {item['reason']}")
         report.chunks = sum(entry.n_chunks for entry in live.values())
         report.seconds = time.perf_counter() - started
-        notify(state)
         return report
 
     def _check_cancel(self) -> None:
@@ -319,7 +305,7 @@ class Indexer:
             raise LoadError("no text to index")
         return chunks
 
-    def _flush(self, batch: _Batch, stored, report, state: Progress, bar) -> None:
+    def _flush(self, batch: _Batch, stored, report, state: Progress, tell: IndexObserver) -> None:
         """Embed and write the batch's chunks, then make its files live, then drop old chunks."""
         pending = batch.pending
         for start in range(0, len(pending), self.max_batch):
@@ -345,8 +331,7 @@ class Indexer:
         report.embedded += len(pending)
         state.chunks += len(pending)
         state.files_done += len(batch.files)
-        bar.update(len(batch.files))
-        bar.set_postfix(chunks=state.chunks)
+        tell.advanced(state, len(batch.files))
         batch.clear()
 
     def _regroup(self, files: list[_File], stored) -> None:

@@ -98,7 +98,7 @@ def _index(client, embedder, docs):
         chunk_overlap_tokens=30,
         access=AccessRules.load(docs / "access.yaml"),
     )
-    return indexer.run([docs], progress=False)
+    return indexer.run([docs])
 
 
 EVERYONE = frozenset({"everyone"})

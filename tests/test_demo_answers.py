@@ -52,7 +52,7 @@ def indexed(tmp_path_factory):
     settings = Settings(home=home, company_name="Fennmoor Logistics")
     embedder = make_embedder(settings)
     client = open_client(home / "index")
-    index_into(settings, client, embedder, [docs], progress=False, log=lambda _: None)
+    index_into(settings, client, embedder, [docs])
     return settings, embedder
 
 

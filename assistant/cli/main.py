@@ -18,6 +18,7 @@ from assistant.knowledge.factories import (
     open_store,
     store_lock,
 )
+from retrieval.progress import ConsoleObserver
 
 app = typer.Typer(
     help=(
@@ -139,8 +140,7 @@ def index(
             roots,
             full=full,
             dry_run=dry_run,
-            progress=not as_json,
-            log=echo_err,
+            observer=ConsoleObserver(echo_err, bar=not as_json),
             access=access,
         )
     emit(report.counts(), as_json)
@@ -196,8 +196,7 @@ def eval_retrieval(
             embedder,
             [docs],
             collection="eval",
-            progress=not as_json,
-            log=echo_err,
+            observer=ConsoleObserver(echo_err, bar=not as_json),
         )
         typer.echo(f"indexed {report.chunks} chunks from {docs}", err=True)
         retriever = make_retriever(settings, client, embedder)

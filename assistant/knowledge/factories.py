@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from assistant.settings import Settings
+from retrieval.progress import IndexObserver
 
 
 def open_store(settings: Settings):
@@ -91,16 +92,15 @@ def index_into(
     collection: str | None = None,
     full: bool = False,
     dry_run: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    on_progress: Callable | None = None,
+    observer: IndexObserver | None = None,
     cancel: Callable[[], bool] | None = None,
     access=None,
 ):
-    """Index ``roots`` into a collection; returns the indexer's report (``cancel``: see
-    ``retrieval.indexer.Indexer.run``). ``access``: the document permissions to apply, as
-    read beforehand (default: ``access_rules`` now; an invalid file stops the run before
-    anything is written, and the rules in force stay as they were)."""
+    """Index ``roots`` into a collection; returns the indexer's report (``observer``,
+    ``cancel``: see ``retrieval.indexer.Indexer.run``). ``access``: the document
+    permissions to apply, as read beforehand (default: ``access_rules`` now; an invalid
+    file stops the run before anything is written, and the rules in force stay as they
+    were)."""
     from retrieval.store import build_indexer
 
     indexer = build_indexer(
@@ -118,9 +118,7 @@ def index_into(
         roots,
         full=full,
         dry_run=dry_run,
-        progress=progress,
-        log=log,
-        on_progress=on_progress,
+        observer=observer,
         cancel=cancel,
     )
 

@@ -8,13 +8,11 @@ at once and keep working while a reindex runs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from assistant.errors import APIError
 from assistant.knowledge.factories import access_rules, index_into
-from assistant.knowledge.jobs import JobCancelled, JobRunner
+from assistant.knowledge.jobs import JobCancelled, JobProgress, JobRunner
 from assistant.settings import Settings
 
 
@@ -58,7 +56,7 @@ class IndexService:
         access = self.check_access(root)
         params = {"collection": name, "path": str(root), "full": full, "dry_run": dry_run}
 
-        def work(progress: Callable[[dict], None], cancel: threading.Event) -> dict:
+        def work(progress: JobProgress, cancel: threading.Event) -> dict:
             report = index_into(
                 self.settings,
                 self.client,
@@ -67,9 +65,7 @@ class IndexService:
                 collection=name,
                 full=full,
                 dry_run=dry_run,
-                progress=False,
-                log=lambda line: None,
-                on_progress=lambda state: progress(asdict(state)),
+                observer=progress,
                 cancel=cancel.is_set,
                 access=access,
             )

@@ -60,7 +60,7 @@ def main() -> None:
         settings = Settings(home=Path(home), **extra)
         embedder = make_embedder(settings)
         client = open_client(Path(home) / "index")
-        index_into(settings, client, embedder, [args.docs], progress=False, log=lambda _: None)
+        index_into(settings, client, embedder, [args.docs])
         retriever = make_retriever(settings, client, embedder)
 
         def best(question: str) -> float:
