@@ -214,22 +214,7 @@ class Indexer:
             file.digest = document_version(file.digest, self.recipe)
         live = self.manifest.all()
         stored = self.stored()
-        todo: list[tuple[_File, bool]] = []  # (file, live before this run)
-        regroup: list[_File] = []  # unchanged files whose readers changed
-        for source, file in files.items():
-            entry = live.get(source)
-            whole = (
-                entry is not None
-                and entry.content_hash == file.digest
-                and len(stored.get(source, {}).get(file.digest, [])) == entry.n_chunks
-            )
-            if whole and not full:
-                report.unchanged += 1
-                wanted = ",".join(self.access.groups_for(source))
-                if self._readers.get((source, file.digest)) != {wanted}:
-                    regroup.append(file)
-            else:
-                todo.append((file, entry is not None))
+        todo, regroup = self._plan(files, live, stored, full, report)
         gone = sorted(source for source in live if source not in files)
 
         tell = observer or QuietObserver()
@@ -285,6 +270,30 @@ class Indexer:
         report.chunks = sum(entry.n_chunks for entry in live.values())
         report.seconds = time.perf_counter() - started
         return report
+
+    def _plan(
+        self, files: dict[str, _File], live: dict, stored, full: bool, report: IndexReport
+    ) -> tuple[list[tuple[_File, bool]], list[_File]]:
+        """The files to (re)index, each with whether it was live before this run, and the
+        unchanged ones whose readers changed (counted in ``report.unchanged``): a file is
+        unchanged when its live version is the one on disk, with all its chunks stored."""
+        todo: list[tuple[_File, bool]] = []
+        regroup: list[_File] = []
+        for source, file in files.items():
+            entry = live.get(source)
+            whole = (
+                entry is not None
+                and entry.content_hash == file.digest
+                and len(stored.get(source, {}).get(file.digest, [])) == entry.n_chunks
+            )
+            if whole and not full:
+                report.unchanged += 1
+                wanted = ",".join(self.access.groups_for(source))
+                if self._readers.get((source, file.digest)) != {wanted}:
+                    regroup.append(file)
+            else:
+                todo.append((file, entry is not None))
+        return todo, regroup
 
     def _check_cancel(self) -> None:
         if self._cancel():

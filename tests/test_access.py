@@ -191,13 +191,13 @@ def test_an_index_from_before_permissions_is_searched_unfiltered_until_reindexed
 def _index_command(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     """``assistant index ARGS`` in-process: exit status, stdout, stderr. It must stop before
     loading the embedding model (and so before opening the store)."""
-    import assistant.cli.main
+    import assistant.knowledge.factories
     from assistant.cli.main import main
 
     def no_model(settings):
         raise AssertionError("the embedding model was loaded")
 
-    monkeypatch.setattr(assistant.cli.main, "make_embedder", no_model)
+    monkeypatch.setattr(assistant.knowledge.factories, "make_embedder", no_model)
     monkeypatch.setattr(sys, "argv", ["assistant", "index", *map(str, args)])
     with pytest.raises(SystemExit) as exited:
         main()

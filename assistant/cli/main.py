@@ -10,14 +10,7 @@ import typer
 
 from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load
 from assistant.errors import UserError
-from assistant.knowledge.factories import (
-    access_rules,
-    index_into,
-    make_embedder,
-    make_retriever,
-    open_store,
-    store_lock,
-)
+from assistant.knowledge import factories
 from retrieval.progress import ConsoleObserver
 
 app = typer.Typer(
@@ -128,12 +121,14 @@ def index(
     for root in roots:
         if not root.exists():
             raise UserError(f"'{root}' does not exist")
-    access = access_rules(settings, roots)  # a bad rules file stops it before the store opens
-    lock = None if dry_run else store_lock(settings, "assistant index")
-    embedder = make_embedder(settings)  # a model that cannot load leaves the store alone
+    # a bad rules file stops it before the store opens
+    access = factories.access_rules(settings, roots)
+    lock = None if dry_run else factories.store_lock(settings, "assistant index")
+    # a model that cannot load leaves the store alone
+    embedder = factories.make_embedder(settings)
     with lock or nullcontext():
-        client = open_store(settings)
-        report = index_into(
+        client = factories.open_store(settings)
+        report = factories.index_into(
             settings,
             client,
             embedder,
@@ -188,18 +183,14 @@ def eval_retrieval(
         raise UserError(f"--docs '{docs}' is not a folder")
     asked = load_questions(questions)
     with tempfile.TemporaryDirectory(prefix="eval-retrieval-") as tmp:
-        embedder = make_embedder(settings)
+        embedder = factories.make_embedder(settings)
         client = open_client(store or Path(tmp), None)
-        report = index_into(
-            settings,
-            client,
-            embedder,
-            [docs],
-            collection="eval",
-            observer=ConsoleObserver(echo_err, bar=not as_json),
+        observer = ConsoleObserver(echo_err, bar=not as_json)
+        report = factories.index_into(
+            settings, client, embedder, [docs], collection="eval", observer=observer
         )
         typer.echo(f"indexed {report.chunks} chunks from {docs}", err=True)
-        retriever = make_retriever(settings, client, embedder)
+        retriever = factories.make_retriever(settings, client, embedder)
         results = {}
         if compare:
             naive = NaiveBaseline(client, embedder, "eval-naive")
