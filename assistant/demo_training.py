@@ -205,15 +205,18 @@ def grounded_corpus(settings, docs, transcripts, *, seed: int = 0, log=print) ->
 
     from assistant.chat.grounding import Grounder
     from assistant.corpus import demo_corpus
-    from assistant.knowledge.index import index_into, make_embedder, make_retriever
+    from assistant.knowledge.factories import index_into, make_embedder, make_retriever
     from retrieval.manifest import get_all
+    from retrieval.progress import ConsoleObserver
     from retrieval.store import open_client
 
     conversations, _ = demo_corpus(Path(transcripts), Path(docs))
     embedder = make_embedder(settings)
     with tempfile.TemporaryDirectory(prefix="demo-train-") as scratch:
         client = open_client(Path(scratch))
-        index_into(settings, client, embedder, [Path(docs)], progress=False, log=log)
+        index_into(
+            settings, client, embedder, [Path(docs)], observer=ConsoleObserver(log, bar=False)
+        )
         stored = get_all(
             client.get_collection(settings.collection), include=["documents", "metadatas"]
         )

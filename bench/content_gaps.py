@@ -235,7 +235,7 @@ def main() -> None:
 
     from assistant.analytics.gap_warmer import GapWarmer
     from assistant.analytics.service import make_analytics
-    from assistant.knowledge.index import index_into, make_embedder, make_retriever
+    from assistant.knowledge.factories import index_into, make_embedder, make_retriever
     from assistant.settings import load_settings
     from retrieval.store import open_client
 
@@ -244,8 +244,7 @@ def main() -> None:
         settings = load_settings(home=home)
         embedder = make_embedder(settings)
         client = open_client(settings.index_dir)
-        index_into(settings, client, embedder, [ROOT / "data" / "docs"], progress=False,
-                   log=lambda line: None)  # fmt: skip
+        index_into(settings, client, embedder, [ROOT / "data" / "docs"])
         start = time.perf_counter()
         stored, topics = build_home(home, args.n, args.days, args.all_gaps, args.seed)
         stored["store_s"] = round(time.perf_counter() - start, 1)

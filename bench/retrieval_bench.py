@@ -54,6 +54,7 @@ def time_raw(embedder, texts: list[str]) -> float:
 
 
 def time_indexer(embedder, docs: Path, store: Path):
+    from retrieval.progress import ConsoleObserver
     from retrieval.store import build_indexer, open_client
 
     client = open_client(store)
@@ -61,7 +62,7 @@ def time_indexer(embedder, docs: Path, store: Path):
         client=client, collection="docs", embedder=embedder, chunk_tokens=200,
         chunk_overlap_tokens=30,
     )  # fmt: skip
-    report = indexer.run([docs], progress=False)
+    report = indexer.run([docs], observer=ConsoleObserver(bar=False))
     return report, client
 
 

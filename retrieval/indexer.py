@@ -28,6 +28,7 @@ from retrieval.embeddings import Embedder
 from retrieval.errors import RetrievalError
 from retrieval.loaders import SUFFIXES, LoadError, load
 from retrieval.manifest import Manifest, get_all
+from retrieval.progress import IndexObserver, Progress, QuietObserver
 
 # What a store that cannot be written fails with: disk full, file too large, quota,
 # read-only file system, no permission, I/O error.
@@ -56,15 +57,6 @@ class IndexReport:
         data["skipped"] = len(self.skipped)
         data["seconds"] = round(self.seconds, 2)
         return data
-
-
-@dataclass
-class Progress:
-    """Where a run is: files done of total, chunks embedded so far."""
-
-    files_done: int = 0
-    files_total: int = 0
-    chunks: int = 0
 
 
 @dataclass
@@ -204,12 +196,11 @@ class Indexer:
         *,
         full: bool = False,
         dry_run: bool = False,
-        progress: bool = True,
-        log: Callable[[str], None] = print,
-        on_progress: Callable[[Progress], None] | None = None,
+        observer: IndexObserver | None = None,
         cancel: Callable[[], bool] | None = None,
     ) -> IndexReport:
-        """Bring the collection in line with ``roots``; ``full`` re-embeds every file.
+        """Bring the collection in line with ``roots``; ``full`` re-embeds every file;
+        ``observer`` hears how it goes (default: nobody).
 
         ``cancel`` (e.g. ``threading.Event().is_set``) is asked between files and between
         embedding batches; once it says yes the run stops where it is, with
@@ -223,8 +214,71 @@ class Indexer:
             file.digest = document_version(file.digest, self.recipe)
         live = self.manifest.all()
         stored = self.stored()
-        todo: list[tuple[_File, bool]] = []  # (file, live before this run)
-        regroup: list[_File] = []  # unchanged files whose readers changed
+        todo, regroup = self._plan(files, live, stored, full, report)
+        gone = sorted(source for source in live if source not in files)
+
+        tell = observer or QuietObserver()
+        state = Progress(files_total=len(todo))
+        tell.started(state)
+        batch = _Batch()
+        try:
+            for file, existed in todo:
+                self._check_cancel()
+                try:
+                    chunks = self._chunks(file)
+                except LoadError as exc:
+                    report.skipped.append({"source": file.source, "reason": str(exc)})
+                    state.files_done += 1
+                    tell.advanced(state, 1)
+                    continue
+                if dry_run:
+                    report.updated += existed
+                    report.added += not existed
+                    what = "update" if existed else "add"
+                    tell.message(f"would {what} {file.source} ({len(chunks)} chunks)")
+                    state.files_done += 1
+                    tell.advanced(state, 1)
+                    continue
+                # Chunks a killed run already wrote are reused, except when --full re-embeds.
+                written = set() if full else set(stored.get(file.source, {}).get(file.digest, []))
+                batch.add(file, existed, chunks, written)
+                if len(batch.pending) >= self.flush_chunks:
+                    self._flush(batch, stored, report, state, tell)
+            if batch.files:
+                self._flush(batch, stored, report, state, tell)
+        except _Cancelled:
+            report.cancelled = True
+        tell.finished(state)
+        if report.cancelled:  # left as a kill would leave it: the next run clears leftovers
+            live = self.manifest.all()
+        else:
+            report.removed = len(gone)
+            report.access_updated = len(regroup)
+            if dry_run:
+                for source in gone:
+                    tell.message(f"would remove {source}")
+                for file in regroup:
+                    tell.message(f"would change who may read {file.source}")
+            else:
+                self._regroup(regroup, stored)
+                self.manifest.remove(gone)
+                live = self.manifest.all()  # what this run left live: read once, used twice
+                self._delete_leftovers(stored, live)
+                self.manifest.bump(access=self.access.to_json())
+        for item in report.skipped:
+            tell.message(f"skipped {item['source']}: {item['reason']}")
+        report.chunks = sum(entry.n_chunks for entry in live.values())
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _plan(
+        self, files: dict[str, _File], live: dict, stored, full: bool, report: IndexReport
+    ) -> tuple[list[tuple[_File, bool]], list[_File]]:
+        """The files to (re)index, each with whether it was live before this run, and the
+        unchanged ones whose readers changed (counted in ``report.unchanged``): a file is
+        unchanged when its live version is the one on disk, with all its chunks stored."""
+        todo: list[tuple[_File, bool]] = []
+        regroup: list[_File] = []
         for source, file in files.items():
             entry = live.get(source)
             whole = (
@@ -239,66 +293,7 @@ class Indexer:
                     regroup.append(file)
             else:
                 todo.append((file, entry is not None))
-        gone = sorted(source for source in live if source not in files)
-
-        from tqdm import tqdm
-
-        state = Progress(files_total=len(todo))
-        bar = tqdm(total=len(todo), desc="indexing", unit="file", disable=not progress or not todo)
-        notify = on_progress or (lambda p: None)
-        notify(state)
-        batch = _Batch()
-        try:
-            for file, existed in todo:
-                self._check_cancel()
-                try:
-                    chunks = self._chunks(file)
-                except LoadError as exc:
-                    report.skipped.append({"source": file.source, "reason": str(exc)})
-                    state.files_done += 1
-                    bar.update(1)
-                    continue
-                if dry_run:
-                    report.updated += existed
-                    report.added += not existed
-                    what = "update" if existed else "add"
-                    log(f"would {what} {file.source} ({len(chunks)} chunks)")
-                    state.files_done += 1
-                    bar.update(1)
-                    continue
-                # Chunks a killed run already wrote are reused, except when --full re-embeds.
-                written = set() if full else set(stored.get(file.source, {}).get(file.digest, []))
-                batch.add(file, existed, chunks, written)
-                if len(batch.pending) >= self.flush_chunks:
-                    self._flush(batch, stored, report, state, bar)
-                    notify(state)
-            if batch.files:
-                self._flush(batch, stored, report, state, bar)
-        except _Cancelled:
-            report.cancelled = True
-        bar.close()
-        if report.cancelled:  # left as a kill would leave it: the next run clears leftovers
-            live = self.manifest.all()
-        else:
-            report.removed = len(gone)
-            report.access_updated = len(regroup)
-            if dry_run:
-                for source in gone:
-                    log(f"would remove {source}")
-                for file in regroup:
-                    log(f"would change who may read {file.source}")
-            else:
-                self._regroup(regroup, stored)
-                self.manifest.remove(gone)
-                live = self.manifest.all()  # what this run left live: read once, used twice
-                self._delete_leftovers(stored, live)
-                self.manifest.bump(access=self.access.to_json())
-        for item in report.skipped:
-            log(f"skipped {item['source']}: {item['reason']}")
-        report.chunks = sum(entry.n_chunks for entry in live.values())
-        report.seconds = time.perf_counter() - started
-        notify(state)
-        return report
+        return todo, regroup
 
     def _check_cancel(self) -> None:
         if self._cancel():
@@ -319,7 +314,7 @@ class Indexer:
             raise LoadError("no text to index")
         return chunks
 
-    def _flush(self, batch: _Batch, stored, report, state: Progress, bar) -> None:
+    def _flush(self, batch: _Batch, stored, report, state: Progress, tell: IndexObserver) -> None:
         """Embed and write the batch's chunks, then make its files live, then drop old chunks."""
         pending = batch.pending
         for start in range(0, len(pending), self.max_batch):
@@ -345,8 +340,7 @@ class Indexer:
         report.embedded += len(pending)
         state.chunks += len(pending)
         state.files_done += len(batch.files)
-        bar.update(len(batch.files))
-        bar.set_postfix(chunks=state.chunks)
+        tell.advanced(state, len(batch.files))
         batch.clear()
 
     def _regroup(self, files: list[_File], stored) -> None:

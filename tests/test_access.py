@@ -98,7 +98,7 @@ def _index(client, embedder, docs):
         chunk_overlap_tokens=30,
         access=AccessRules.load(docs / "access.yaml"),
     )
-    return indexer.run([docs], progress=False)
+    return indexer.run([docs])
 
 
 EVERYONE = frozenset({"everyone"})
@@ -191,13 +191,13 @@ def test_an_index_from_before_permissions_is_searched_unfiltered_until_reindexed
 def _index_command(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     """``assistant index ARGS`` in-process: exit status, stdout, stderr. It must stop before
     loading the embedding model (and so before opening the store)."""
-    import assistant.knowledge.index
+    import assistant.knowledge.factories
     from assistant.cli.main import main
 
     def no_model(settings):
         raise AssertionError("the embedding model was loaded")
 
-    monkeypatch.setattr(assistant.knowledge.index, "make_embedder", no_model)
+    monkeypatch.setattr(assistant.knowledge.factories, "make_embedder", no_model)
     monkeypatch.setattr(sys, "argv", ["assistant", "index", *map(str, args)])
     with pytest.raises(SystemExit) as exited:
         main()
@@ -227,7 +227,8 @@ def test_the_index_command_refuses_invalid_rules_and_leaves_the_store(
 
 def test_the_access_file_setting_is_honoured(tmp_path, monkeypatch, capsys):
     from assistant.errors import APIError
-    from assistant.knowledge.index import IndexService, access_rules
+    from assistant.knowledge.factories import access_rules
+    from assistant.knowledge.index import IndexService
     from assistant.settings import load_settings
 
     docs = _docs(tmp_path)  # its own access.yaml keeps hr/** for group hr

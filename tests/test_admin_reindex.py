@@ -15,7 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.gateway.app import create_app
-from assistant.knowledge.index import IndexService, make_retriever
+from assistant.knowledge.factories import make_retriever
+from assistant.knowledge.index import IndexService
 from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
 from tests.fakes import FakeUpstream

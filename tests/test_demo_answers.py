@@ -40,7 +40,7 @@ def indexed(tmp_path_factory):
     """A home whose index holds DOCS, as `assistant index` builds it: (settings, embedder)."""
     import shutil
 
-    from assistant.knowledge.index import index_into, make_embedder
+    from assistant.knowledge.factories import index_into, make_embedder
     from assistant.settings import Settings
     from retrieval.store import open_client
 
@@ -52,7 +52,7 @@ def indexed(tmp_path_factory):
     settings = Settings(home=home, company_name="Fennmoor Logistics")
     embedder = make_embedder(settings)
     client = open_client(home / "index")
-    index_into(settings, client, embedder, [docs], progress=False, log=lambda _: None)
+    index_into(settings, client, embedder, [docs])
     return settings, embedder
 
 
@@ -65,7 +65,7 @@ def answer(indexed):
 
     from assistant.chat.grounding import Grounder
     from assistant.evaluation.metrics import EmbedderSupport, Evidence, score_answer
-    from assistant.knowledge.index import make_retriever
+    from assistant.knowledge.factories import make_retriever
     from retrieval.store import open_client
 
     settings, embedder = indexed

@@ -68,7 +68,7 @@ def sample_index(tmp_path_factory, embedder):
     from retrieval.store import open_client
 
     client = open_client(tmp_path_factory.mktemp("sample") / "store")
-    make_indexer(client, embedder).run([DATA / "docs"], progress=False)
+    make_indexer(client, embedder).run([DATA / "docs"])
     return client
 
 
@@ -86,7 +86,7 @@ def test_hits_carry_citation_fields_in_every_mode(tmp_path, store, embedder):
     docs = copy_docs(
         tmp_path, ["vpn-error-codes.md", "followme-printing.md", "acceptable-use-policy.pdf"]
     )
-    make_indexer(store, embedder).run([docs], progress=False)
+    make_indexer(store, embedder).run([docs])
     retriever = Retriever(store, embedder)
     for mode in ("dense", "keyword", "hybrid"):
         # Five: each document's best passage comes first, then the next passages of the same
@@ -124,8 +124,8 @@ def test_collections_are_separate(tmp_path, store, embedder):
 
     it = copy_docs(tmp_path / "it", ["vpn-error-codes.md"])
     hr = copy_docs(tmp_path / "hr", ["followme-printing.md"])
-    make_indexer(store, embedder, "it-docs").run([it], progress=False)
-    make_indexer(store, embedder, "hr-docs").run([hr], progress=False)
+    make_indexer(store, embedder, "it-docs").run([it])
+    make_indexer(store, embedder, "hr-docs").run([hr])
     retriever = Retriever(store, embedder, "it-docs")
     assert {h.source for h in retriever.search("printer toner", 5)} == {"vpn-error-codes.md"}
     assert {h.source for h in retriever.search("vpn", 5, collection="hr-docs")} == {
@@ -139,7 +139,7 @@ def test_unfinished_writes_stay_invisible_and_the_next_run_cleans_up(tmp_path, s
 
     docs = copy_docs(tmp_path, ["vpn-error-codes.md", "followme-printing.md"])
     indexer = make_indexer(store, embedder)
-    indexer.run([docs], progress=False)
+    indexer.run([docs])
     before = indexer.collection.count()
     vpn = docs / "vpn-error-codes.md"
     vpn.write_text(vpn.read_text() + "\n## TP-777 Zebra code\n\nZebra stripes in the tunnel.\n")
@@ -147,7 +147,7 @@ def test_unfinished_writes_stay_invisible_and_the_next_run_cleans_up(tmp_path, s
     commit = indexer.manifest.commit
     indexer.manifest.commit = lambda entries: (_ for _ in ()).throw(KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        indexer.run([docs], progress=False)
+        indexer.run([docs])
     indexer.manifest.commit = commit
     assert indexer.collection.count() > before  # the new version's chunks are written...
     retriever = Retriever(store, embedder)
@@ -157,7 +157,7 @@ def test_unfinished_writes_stay_invisible_and_the_next_run_cleans_up(tmp_path, s
         texts = [h.text for h in hits]
         assert len(texts) == len(set(texts)), mode  # and never two versions at once
 
-    report = indexer.run([docs], progress=False)
+    report = indexer.run([docs])
     assert (report.updated, report.unchanged) == (1, 1)
     assert report.embedded == 0  # the chunks written before the "kill" are reused
     assert indexer.collection.count() == report.chunks  # no leftovers
@@ -170,14 +170,14 @@ def test_keyword_index_follows_reindexing(tmp_path, store, embedder):
 
     docs = copy_docs(tmp_path, ["followme-printing.md"])
     indexer = make_indexer(store, embedder)
-    indexer.run([docs], progress=False)
+    indexer.run([docs])
     retriever = Retriever(store, embedder, mode="keyword")
     assert retriever.search("quokka", 3) == []
     (docs / "quokka.md").write_text("# Quokka lab\n\nThe quokka lab printer is on floor 3.\n")
-    indexer.run([docs], progress=False)
+    indexer.run([docs])
     assert retriever.search("quokka", 3)[0].source == "quokka.md"
     (docs / "quokka.md").unlink()
-    indexer.run([docs], progress=False)
+    indexer.run([docs])
     assert all(h.source != "quokka.md" for h in retriever.search("quokka", 3))
 
 
@@ -207,7 +207,7 @@ def test_cross_encoder_reranker_reorders_candidates(tmp_path, store, embedder):
         tmp_path,
         ["vpn-error-codes.md", "followme-printing.md", "passwords-and-self-service-reset.md"],
     )
-    make_indexer(store, embedder).run([docs], progress=False)
+    make_indexer(store, embedder).run([docs])
     # every fused candidate (up to 2 x 8) is a candidate for reranking
     plain = Retriever(store, embedder, candidates=8, per_document=None).search(
         "reset my password", 16

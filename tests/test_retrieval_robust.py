@@ -64,7 +64,7 @@ def indexed(tmp_path_factory):
     build_indexer(
         client=client, collection="docs", embedder=embedder, chunk_tokens=200,
         chunk_overlap_tokens=30,
-    ).run([docs], progress=False)  # fmt: skip
+    ).run([docs])  # fmt: skip
     return client, embedder, docs, root / "store"
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.chat.service import parse
+from assistant.chat.schemas import parse
 from assistant.errors import APIError
 
 ALIAS = "embed"

@@ -21,13 +21,24 @@ class Grounding:
     # what the search found but the prompt did not get (under the relevance gate or floor):
     # kept with the answer so a ticket shows what was tried; never sent to the client
     tried: list[dict] = field(default_factory=list)
+    searched: bool = True  # False: retrieval was off for this request (``off``)
+
+    @classmethod
+    def off(cls, messages: list[dict]) -> Grounding:
+        """Retrieval off for this request: the messages as they came, no sources, and
+        nothing said about grounding (``grounded`` is ``None``, no ``extension``)."""
+        return cls(messages, searched=False)
 
     @property
-    def grounded(self) -> bool:
-        return bool(self.sources)
+    def grounded(self) -> bool | None:
+        """Whether sources back the answer; ``None`` when retrieval was off."""
+        return bool(self.sources) if self.searched else None
 
-    def extension(self) -> dict:
-        """The fields the response carries beyond OpenAI's schema."""
+    def extension(self) -> dict | None:
+        """The fields the response carries beyond OpenAI's schema; ``None`` (the response
+        as the engine sent it) when retrieval was off."""
+        if not self.searched:
+            return None
         return {"sources": self.sources, "grounded": self.grounded}
 
 
@@ -76,12 +87,12 @@ class Grounder:
 
     async def ground(
         self, messages: list[dict], options=None, scope: frozenset[str] | None = None
-    ) -> Grounding | None:
-        """``None`` when retrieval is off for this request; else the grounded messages,
-        from the documents the caller's groups (``scope``; ``None``: all) may read."""
+    ) -> Grounding:
+        """The grounded messages, from the documents the caller's groups (``scope``;
+        ``None``: all) may read; ``Grounding.off`` when retrieval is off for this request."""
         enabled = self.enabled if options is None else options.enabled
         if not enabled:
-            return None
+            return Grounding.off(messages)
         k = options.k if options is not None and options.k else self.k
         collection = options.collection if options is not None else None
         query = search_query(messages)

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assistant.errors import APIError
 
@@ -41,6 +41,19 @@ def load_json(raw: bytes) -> Any:
 
 
 _MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
+    """JSON bytes to a request model; a 400 that names the field on any problem."""
+    payload = load_json(raw)
+    if not isinstance(payload, dict):
+        raise APIError(400, "request body must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        raise APIError(400, f"'{field}': {err['msg']}", code="invalid_" + err["type"]) from None
 
 
 def _no_constant(name: str) -> None:

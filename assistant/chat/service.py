@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from assistant.chat.answer_log import AnswerLog
-from assistant.chat.grounding import Grounder
+from assistant.chat.grounding import Grounder, Grounding
 from assistant.chat.prompt import text_of
 from assistant.chat.relay import RelayOptions, StreamEnd, relay
-from assistant.chat.schemas import ChatCompletionRequest, CompletionRequest, load_json
+from assistant.chat.schemas import ChatCompletionRequest, CompletionRequest, parse
 from assistant.chat.upstream import Upstream
 from assistant.errors import APIError
 from assistant.gateway.metrics import Metrics
@@ -46,17 +45,15 @@ class ModelCatalog:
             )
 
 
-def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
-    """JSON bytes to a request model; a 400 that names the field on any problem."""
-    payload = load_json(raw)
-    if not isinstance(payload, dict):
-        raise APIError(400, "request body must be a JSON object")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        raise APIError(400, f"'{field}': {err['msg']}", code="invalid_" + err["type"]) from None
+@dataclass
+class Prepared:
+    """A chat request checked and grounded, ready for the engine."""
+
+    body: dict  # what the engine is sent
+    stream: bool
+    extension: dict | None  # the grounding fields the response carries (Grounding.extension)
+    record: dict  # what the answer log keeps with the answer
+    started: float  # time.perf_counter() when the request came in
 
 
 class ChatService:
@@ -79,6 +76,13 @@ class ChatService:
     async def chat(
         self, raw: bytes, principal: Principal = ANONYMOUS
     ) -> dict[str, Any] | AsyncIterator[bytes]:
+        prepared = await self._prepare(raw, principal)
+        if prepared.stream:
+            return await self._stream(prepared)
+        return await self._respond(prepared)
+
+    async def _prepare(self, raw: bytes, principal: Principal) -> Prepared:
+        """Parse, check the model, ground the messages in what ``principal`` may read."""
         started = time.perf_counter()
         request = parse(ChatCompletionRequest, raw)
         await self.catalog.require(request.model)
@@ -86,31 +90,38 @@ class ChatService:
         asked = [
             {"role": m.get("role"), "content": text_of(m.get("content"))} for m in body["messages"]
         ]
-        grounding = None
-        if self.grounder is not None:
-            grounding = await self.grounder.ground(
-                body["messages"], request.retrieval, principal.scope
-            )
-        if grounding is not None:
-            body["messages"] = grounding.messages
-        sources = grounding.sources if grounding is not None else []
-        extension = grounding.extension() if grounding is not None else None
-        grounded = grounding.grounded if grounding is not None else None  # None: retrieval off
-        tried = grounding.tried if grounding is not None else []
+        grounding = await self._ground(body["messages"], request.retrieval, principal.scope)
+        body["messages"] = grounding.messages
         record = {"user": principal.name, "model": request.model, "messages": asked,
-                  "sources": sources, "grounded": grounded, "tried": tried}  # fmt: skip
-        if not request.stream:
-            result = await self.upstream.post("/v1/chat/completions", body)
-            if extension:
-                result = {**result, **extension}
-            if self.metrics is not None:
-                self.metrics.count_usage(result)
-            choices = result.get("choices") or [{}]
-            answer = (choices[0].get("message") or {}).get("content") or ""
-            self._record(result.get("id"), answer, record)
-            return result
-        # The engine's own usage event counts the tokens (speculative decoding sends several
-        # per event); it is dropped again unless the client asked for it.
+                  "sources": grounding.sources, "grounded": grounding.grounded,
+                  "tried": grounding.tried}  # fmt: skip
+        return Prepared(body, request.stream, grounding.extension(), record, started)
+
+    async def _ground(
+        self, messages: list[dict], options, scope: frozenset[str] | None
+    ) -> Grounding:
+        if self.grounder is None:
+            return Grounding.off(messages)
+        return await self.grounder.ground(messages, options, scope)
+
+    async def _respond(self, prepared: Prepared) -> dict[str, Any]:
+        """One answer: the engine's, with the grounding fields; counted and recorded."""
+        result = await self.upstream.post("/v1/chat/completions", prepared.body)
+        if prepared.extension:
+            result = {**result, **prepared.extension}
+        if self.metrics is not None:
+            self.metrics.count_usage(result)
+        choices = result.get("choices") or [{}]
+        answer = (choices[0].get("message") or {}).get("content") or ""
+        self._record(result.get("id"), answer, prepared.record)
+        return result
+
+    async def _stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
+        """The engine's stream, relayed with the grounding fields in its first event;
+        counted, timed and recorded when it ends. The engine's own usage event counts the
+        tokens (speculative decoding sends several per event); it is dropped again unless
+        the client asked for it."""
+        body = prepared.body
         options = body.get("stream_options")
         wanted = isinstance(options, dict) and bool(options.get("include_usage"))
         body["stream_options"] = {**(options if isinstance(options, dict) else {}),
@@ -118,7 +129,27 @@ class ChatService:
         sent = time.perf_counter()
         first, rest = await self._open_stream("/v1/chat/completions", body)
         arrived = time.perf_counter()
+
+        def ended(end: StreamEnd) -> None:
+            if self.metrics is not None:
+                self.metrics.tokens_out.inc(end.completion_tokens)
+                self.metrics.stream_seconds.observe(time.perf_counter() - prepared.started)
+            self._record(end.completion_id, end.answer, prepared.record)
+
+        timers = self._timers(prepared.started, sent, arrived)
+        return relay(
+            first,
+            rest,
+            RelayOptions(extra=prepared.extension, drop_usage=not wanted, on_end=ended, **timers),
+        )
+
+    def _timers(self, started: float, sent: float, arrived: float) -> dict[str, Any]:
+        """The relay's hooks that time a stream (none without metrics): the time to its
+        first content, and the gateway's own share of the wait for its first event (before
+        the engine was asked, and from the engine's first bytes until they are passed on)."""
         metrics = self.metrics
+        if metrics is None:
+            return {}
 
         def first_out() -> None:
             metrics.gateway_seconds.observe(sent - started + time.perf_counter() - arrived)
@@ -126,23 +157,7 @@ class ChatService:
         def first_content() -> None:
             metrics.ttft.observe(time.perf_counter() - started)
 
-        def ended(end: StreamEnd) -> None:
-            if metrics is not None:
-                metrics.tokens_out.inc(end.completion_tokens)
-                metrics.stream_seconds.observe(time.perf_counter() - started)
-            self._record(end.completion_id, end.answer, record)
-
-        return relay(
-            first,
-            rest,
-            RelayOptions(
-                extra=extension,
-                drop_usage=not wanted,
-                on_first_content=first_content if metrics is not None else None,
-                on_first_out=first_out if metrics is not None else None,
-                on_end=ended,
-            ),
-        )
+        return {"on_first_out": first_out, "on_first_content": first_content}
 
     def _record(self, completion_id: str | None, answer: str, record: dict) -> None:
         """Keep an answer. Written by the log's own thread, not awaited: the event loop

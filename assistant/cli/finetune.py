@@ -12,6 +12,7 @@ import typer
 
 from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load
 from assistant.errors import UserError
+from assistant.knowledge.factories import make_embedder
 
 finetune_app = typer.Typer(
     no_args_is_help=False,
@@ -271,7 +272,6 @@ def embeddings_command(
     import numpy as np
 
     settings = load(config, embedding_model=base)
-    from assistant.knowledge.index import make_embedder
     from finetune.pii import Scrubber
     from finetune.transcripts import normalize_role, read_transcripts
     from retrieval.adapt import (

@@ -10,6 +10,8 @@ import typer
 
 from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load
 from assistant.errors import UserError
+from assistant.knowledge import factories
+from retrieval.progress import ConsoleObserver
 
 app = typer.Typer(
     help=(
@@ -112,28 +114,28 @@ def index(
     )
     from contextlib import nullcontext
 
-    from assistant.knowledge.index import access_rules, index_into, make_embedder
-    from retrieval.store import StoreLock, check_name, open_client
+    from retrieval.store import check_name
 
     check_name(settings.collection)
     roots = list(paths) if paths else [settings.docs_dir]
     for root in roots:
         if not root.exists():
             raise UserError(f"'{root}' does not exist")
-    access = access_rules(settings, roots)  # a bad rules file stops it before the store opens
-    locked = settings.chroma_url or dry_run
-    embedder = make_embedder(settings)  # a model that cannot load leaves the store alone
-    with nullcontext() if locked else StoreLock(settings.index_dir, "assistant index"):
-        client = open_client(settings.index_dir, settings.chroma_url)
-        report = index_into(
+    # a bad rules file stops it before the store opens
+    access = factories.access_rules(settings, roots)
+    lock = None if dry_run else factories.store_lock(settings, "assistant index")
+    # a model that cannot load leaves the store alone
+    embedder = factories.make_embedder(settings)
+    with lock or nullcontext():
+        client = factories.open_store(settings)
+        report = factories.index_into(
             settings,
             client,
             embedder,
             roots,
             full=full,
             dry_run=dry_run,
-            progress=not as_json,
-            log=echo_err,
+            observer=ConsoleObserver(echo_err, bar=not as_json),
             access=access,
         )
     emit(report.counts(), as_json)
@@ -172,7 +174,6 @@ def eval_retrieval(
     import tempfile
 
     settings = load(config, retrieval_mode=mode, embedding_model=embedding_model)
-    from assistant.knowledge.index import index_into, make_embedder, make_retriever
     from retrieval.baseline import NaiveBaseline
     from retrieval.evaluation import evaluate, load_questions
     from retrieval.retriever import MODES
@@ -182,19 +183,14 @@ def eval_retrieval(
         raise UserError(f"--docs '{docs}' is not a folder")
     asked = load_questions(questions)
     with tempfile.TemporaryDirectory(prefix="eval-retrieval-") as tmp:
-        embedder = make_embedder(settings)
+        embedder = factories.make_embedder(settings)
         client = open_client(store or Path(tmp), None)
-        report = index_into(
-            settings,
-            client,
-            embedder,
-            [docs],
-            collection="eval",
-            progress=not as_json,
-            log=echo_err,
+        observer = ConsoleObserver(echo_err, bar=not as_json)
+        report = factories.index_into(
+            settings, client, embedder, [docs], collection="eval", observer=observer
         )
         typer.echo(f"indexed {report.chunks} chunks from {docs}", err=True)
-        retriever = make_retriever(settings, client, embedder)
+        retriever = factories.make_retriever(settings, client, embedder)
         results = {}
         if compare:
             naive = NaiveBaseline(client, embedder, "eval-naive")

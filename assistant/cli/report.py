@@ -12,6 +12,7 @@ import typer
 
 from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, load
 from assistant.errors import APIError, UserError
+from assistant.knowledge.factories import make_embedder, make_retriever, open_store, store_lock
 
 IN_USE = (
     "note: the docs index is in use by a running server, so the report leaves out the "
@@ -44,11 +45,10 @@ def _index(settings, embedder):
     """The docs index, read-only, unless a server holds it (then ``None``, and the lock
     to release when done)."""
     from retrieval.errors import RetrievalError
-    from retrieval.store import StoreLock
 
     if not settings.chroma_url and not settings.index_dir.is_dir():
         return None, None
-    lock = None if settings.chroma_url else StoreLock(settings.index_dir, "assistant report")
+    lock = store_lock(settings, "assistant report")
     if lock is not None:
         try:
             lock.acquire()
@@ -57,11 +57,7 @@ def _index(settings, embedder):
             return None, None
 
     def build():
-        from assistant.knowledge.index import make_retriever
-        from retrieval.store import open_client
-
-        client = open_client(settings.index_dir, settings.chroma_url)
-        return make_retriever(settings, client, embedder.real())
+        return make_retriever(settings, open_store(settings), embedder.real())
 
     return _Lazy(build), lock
 
@@ -105,7 +101,6 @@ def report(
         raise UserError(f"no assistant state in '{settings.home}' (set ASSISTANT_HOME)")
 
     from assistant.analytics.export import write_report
-    from assistant.knowledge.index import make_embedder
     from retrieval.embeddings import canonical_name
 
     embedder = _Lazy(lambda: make_embedder(settings), canonical_name(settings.embedding_model))

@@ -6,6 +6,7 @@ import sys
 
 from assistant.engine.supervisor import EngineProcess, check_port_free, engine_config, url_host
 from assistant.errors import UserError
+from assistant.knowledge.factories import make_embedder, open_index, open_store, store_lock
 from assistant.settings import Settings
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -55,13 +56,11 @@ def run_server(settings: Settings, *, log=print) -> None:
             f"'assistant demo-model --output {settings.demo_model_dir}' or pass --model"
         )
 
-    from retrieval.store import StoreLock, open_client
-
     # Before vLLM starts, so a store in use fails in a second, not after a minute.
-    lock = None if settings.chroma_url else StoreLock(settings.index_dir, "assistant serve")
+    lock = store_lock(settings, "assistant serve")
     if lock is not None:
         lock.acquire()
-    client = open_client(settings.index_dir, settings.chroma_url)
+    client = open_store(settings)
 
     import uvicorn
 
@@ -87,7 +86,7 @@ def run_server(settings: Settings, *, log=print) -> None:
     from assistant.chat.feedback_store import FeedbackStore
     from assistant.escalation.store import EscalationStore
     from assistant.identity.users import UserStore
-    from assistant.knowledge.index import IndexService, make_embedder
+    from assistant.knowledge.index import IndexService
     from assistant.knowledge.jobs import JobRunner, JobStore
 
     embedder = make_embedder(settings)
@@ -98,7 +97,7 @@ def run_server(settings: Settings, *, log=print) -> None:
     app = create_app(
         settings,
         upstream=upstream,
-        index=_open_index(settings, client, embedder, log),
+        index=open_index(settings, client, embedder, log),
         embedder=embedder,
         engine_restarts=(lambda: engine.restarts) if engine is not None else None,
         index_service=IndexService(settings, client, embedder, runner),
@@ -180,23 +179,3 @@ def _first_remote_model(url: str) -> str | None:
             return json.load(resp)["data"][0]["id"]
     except (OSError, ValueError, KeyError, IndexError):
         return None
-
-
-def _open_index(settings: Settings, client, embedder, log):
-    """The docs retriever over the configured Chroma; answers stay ungrounded without it."""
-    if not settings.retrieval_enabled:
-        return None
-    from assistant.knowledge.index import make_retriever
-
-    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
-    if settings.collection not in names:
-        log(
-            f"note: no '{settings.collection}' collection in {settings.index_dir} yet; answers "
-            f"are not grounded until you run 'assistant index'"
-        )
-    import threading
-
-    retriever = make_retriever(settings, client, embedder, background_refresh=True)
-    if settings.retrieval_mode != "dense":
-        threading.Thread(target=retriever.warm, name="warm-keyword-index", daemon=True).start()
-    return retriever

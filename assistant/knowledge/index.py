@@ -8,102 +8,12 @@ at once and keep working while a reindex runs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from assistant.errors import APIError
-from assistant.knowledge.jobs import JobCancelled, JobRunner
+from assistant.knowledge.factories import access_rules, index_into
+from assistant.knowledge.jobs import JobCancelled, JobProgress, JobRunner
 from assistant.settings import Settings
-
-
-def make_embedder(settings: Settings):
-    """The sentence-transformers embedder of the settings (indexing, search, /v1/embeddings)."""
-    from retrieval.embeddings import SentenceTransformerEmbedder
-
-    return SentenceTransformerEmbedder(
-        settings.embedding_model,
-        batch_size=settings.embed_batch_size,
-        query_prefix=settings.embedding_query_prefix,
-        passage_prefix=settings.embedding_passage_prefix,
-    )
-
-
-def make_retriever(settings: Settings, client, embedder, *, background_refresh: bool = False):
-    from retrieval.retriever import Retriever
-
-    reranker = None
-    if settings.reranker_model:
-        from retrieval.rerank import CrossEncoderReranker
-
-        reranker = CrossEncoderReranker(settings.reranker_model)
-    return Retriever(
-        client,
-        embedder,
-        settings.collection,
-        mode=settings.retrieval_mode,
-        candidates=settings.retrieval_candidates,
-        fusion=settings.retrieval_fusion,
-        keyword_weight=settings.retrieval_keyword_weight,
-        code_weight=settings.retrieval_code_weight,
-        per_document=settings.retrieval_per_document or None,
-        reranker=reranker,
-        background_refresh=background_refresh,
-    )
-
-
-def index_into(
-    settings: Settings,
-    client,
-    embedder,
-    roots: list[Path],
-    *,
-    collection: str | None = None,
-    full: bool = False,
-    dry_run: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    on_progress: Callable | None = None,
-    cancel: Callable[[], bool] | None = None,
-    access=None,
-):
-    """Index ``roots`` into a collection; returns the indexer's report (``cancel``: see
-    ``retrieval.indexer.Indexer.run``). ``access``: the document permissions to apply, as
-    read beforehand (default: ``access_rules`` now; an invalid file stops the run before
-    anything is written, and the rules in force stay as they were)."""
-    from retrieval.store import build_indexer
-
-    indexer = build_indexer(
-        client=client,
-        collection=collection or settings.collection,
-        embedder=embedder,
-        chunk_tokens=settings.chunk_tokens,
-        chunk_overlap_tokens=settings.chunk_overlap_tokens,
-        full=full and not dry_run,
-        flush_chunks=settings.index_batch_chunks,
-        headers=settings.chunk_headers,
-        access=access if access is not None else access_rules(settings, roots),
-    )
-    return indexer.run(
-        roots,
-        full=full,
-        dry_run=dry_run,
-        progress=progress,
-        log=log,
-        on_progress=on_progress,
-        cancel=cancel,
-    )
-
-
-def access_rules(settings: Settings, roots: list[Path]):
-    """The rules of ``settings.access_file``, else of access.yaml in the (first) folder
-    indexed; raises ``retrieval.access.AccessError`` naming the line of a bad rule."""
-    from retrieval.access import ACCESS_FILE, AccessRules
-
-    path = settings.access_file
-    if path is None and roots and Path(roots[0]).is_dir():
-        path = Path(roots[0]) / ACCESS_FILE
-    return AccessRules.load(path)
 
 
 class IndexService:
@@ -146,7 +56,7 @@ class IndexService:
         access = self.check_access(root)
         params = {"collection": name, "path": str(root), "full": full, "dry_run": dry_run}
 
-        def work(progress: Callable[[dict], None], cancel: threading.Event) -> dict:
+        def work(progress: JobProgress, cancel: threading.Event) -> dict:
             report = index_into(
                 self.settings,
                 self.client,
@@ -155,9 +65,7 @@ class IndexService:
                 collection=name,
                 full=full,
                 dry_run=dry_run,
-                progress=False,
-                log=lambda line: None,
-                on_progress=lambda state: progress(asdict(state)),
+                observer=progress,
                 cancel=cancel.is_set,
                 access=access,
             )

@@ -17,10 +17,12 @@ import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from assistant.storage.sqlite import SqliteStore, script
+from retrieval.progress import Progress
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -38,9 +40,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 MIGRATIONS = [script("jobs", SCHEMA)]
 
-# Given a progress callback and the job's cancel event, returns counts (or raises
-# JobCancelled once it has stopped because the event was set).
-Work = Callable[[Callable[[dict], None], threading.Event], dict]
+# Given the job's progress and its cancel event, returns counts (or raises JobCancelled
+# once it has stopped because the event was set).
+Work = Callable[["JobProgress", threading.Event], dict]
 
 
 class JobCancelled(Exception):
@@ -103,6 +105,34 @@ def _row(row: tuple) -> dict:
     return data
 
 
+class JobProgress:
+    """A reindex's ``retrieval.progress.IndexObserver`` that keeps its progress with the
+    job: at most every half second, and always once every file is done."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self._last = 0.0
+
+    def started(self, progress: Progress) -> None:
+        self._keep(progress)
+
+    def advanced(self, progress: Progress, files: int) -> None:
+        self._keep(progress)
+
+    def message(self, text: str) -> None:
+        pass
+
+    def finished(self, progress: Progress) -> None:
+        self._keep(progress)
+
+    def _keep(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - self._last >= 0.5 or progress.files_done == progress.files_total:
+            self._last = now
+            self.store.update(self.job_id, progress=asdict(progress))
+
+
 class JobRunner:
     """Runs jobs one at a time in a worker thread, recording their state in the store."""
 
@@ -145,16 +175,8 @@ class JobRunner:
             self.store.update(job_id, state="cancelled", error="cancelled", finished_at=time.time())
             return
         self.store.update(job_id, state="running", started_at=time.time())
-        last = [0.0]
-
-        def progress(data: dict) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.5 or data.get("files_done") == data.get("files_total"):
-                last[0] = now
-                self.store.update(job_id, progress=data)
-
         try:
-            result = work(progress, cancel)
+            result = work(JobProgress(self.store, job_id), cancel)
         except JobCancelled as stopped:
             self.store.update(
                 job_id,

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from assistant.knowledge.index import index_into, make_embedder, make_retriever  # noqa: E402
+from assistant.knowledge.factories import index_into, make_embedder, make_retriever  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 from finetune.transcripts import ReadReport, read_transcripts  # noqa: E402
 from retrieval.store import open_client  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
         settings = Settings(home=Path(home), **extra)
         embedder = make_embedder(settings)
         client = open_client(Path(home) / "index")
-        index_into(settings, client, embedder, [args.docs], progress=False, log=lambda _: None)
+        index_into(settings, client, embedder, [args.docs])
         retriever = make_retriever(settings, client, embedder)
 
         def best(question: str) -> float:
