@@ -15,9 +15,9 @@ import gradio as gr
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from finetune.feedback import FeedbackStore
+from tests.conftest import gateway_app
 from tests.fakes import FakeIndex, FakeUpstream
 from ui.chat_page import Client, build_page
 from ui.controller import NOT_COVERED, PageController
@@ -73,7 +73,7 @@ def gateway(tmp_path):
         def make(index=None, users=None, **overrides):
             settings = load_settings(home=tmp_path, docs_dir=docs, admin_key="adm", **overrides)
             upstream = FakeUpstream(models=(MODEL, "it-support"))
-            app = create_app(
+            app = gateway_app(
                 settings,
                 upstream=upstream,
                 index=index or FakeIndex(),
