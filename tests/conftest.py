@@ -12,6 +12,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+
+from assistant.gateway.app import create_app
+from assistant.gateway.services import Services, build_services
+from assistant.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -20,6 +25,22 @@ ADMIN_KEY = "admin-test-key"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# What a test gateway runs without unless the test gives one: no Chroma, no embedding model,
+# no admin index, no feedback store, no local users (``build_services`` would open them).
+WITHOUT_BACKENDS = dict(index=None, embedder=None, index_service=None, feedback_store=None,
+                        users=None)  # fmt: skip
+
+
+def gateway_services(settings: Settings, **seams) -> Services:
+    """``build_services`` with the test's fakes (``upstream`` is required: no engine here)."""
+    return build_services(settings, **{**WITHOUT_BACKENDS, **seams})
+
+
+def gateway_app(settings: Settings, **seams) -> FastAPI:
+    """The gateway over ``gateway_services(settings, **seams)``."""
+    return create_app(gateway_services(settings, **seams))
 
 
 def free_port() -> int:

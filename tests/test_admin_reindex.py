@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.gateway.app import create_app
 from assistant.knowledge.factories import make_retriever
 from assistant.knowledge.index import IndexService
 from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeUpstream
 
 DATA_DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"
@@ -43,7 +43,7 @@ def gateway(tmp_path, embedder):
     settings = load_settings(home=tmp_path / "home", docs_dir=docs, admin_key="adm")
     client = open_client(settings.index_dir)
     runner = JobRunner(JobStore(settings.home / "jobs.sqlite"))
-    app = create_app(
+    app = gateway_app(
         settings,
         upstream=FakeUpstream(),
         index=make_retriever(settings, client, embedder, background_refresh=True),
@@ -102,7 +102,7 @@ def test_admin_routes_are_off_without_an_admin_key(tmp_path):
     from tests.test_gateway import assert_openai_error
 
     settings = load_settings(home=tmp_path)
-    with TestClient(create_app(settings, upstream=FakeUpstream())) as http:
+    with TestClient(gateway_app(settings, upstream=FakeUpstream())) as http:
         err = assert_openai_error(http.post("/v1/admin/reindex"), 403)
         assert "ASSISTANT_ADMIN_KEY" in err["message"]
 

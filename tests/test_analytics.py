@@ -44,9 +44,9 @@ class TopicIndex(FakeIndex):
 @pytest.fixture
 def http(tmp_path):
     from assistant.chat.feedback_store import FeedbackStore
-    from assistant.gateway.app import create_app
     from assistant.identity.users import UserStore
     from assistant.settings import load_settings
+    from tests.conftest import gateway_app
 
     receiver = Receiver()
     users = UserStore(tmp_path / "users.sqlite")
@@ -55,7 +55,7 @@ def http(tmp_path):
     settings = load_settings(
         home=tmp_path, admin_key="adm", escalation_webhook_url=receiver.url + "/hook"
     )
-    app = create_app(
+    app = gateway_app(
         settings,
         upstream=FakeUpstream(),
         index=TopicIndex(),

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from assistant.errors import UserError
 from assistant.escalation.store import EscalationStore
 from assistant.escalation.worker import backoff
-from assistant.gateway.app import create_app
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeIndex, FakeUpstream
 from tests.test_gateway import assert_openai_error
 from tests.ticket_receiver import Receiver, wait_for
@@ -51,7 +51,7 @@ def gateway(tmp_path, receiver, **overrides):
         escalation_webhook_url=receiver.url + "/hooks/tickets",
         **{**FAST, **overrides},
     )
-    app = create_app(settings, upstream=FakeUpstream(), index=FakeIndex(), users=users)
+    app = gateway_app(settings, upstream=FakeUpstream(), index=FakeIndex(), users=users)
     client = TestClient(app)
     client.keys = {
         n: {"Authorization": f"Bearer {users.create_key(n)[1]}"} for n in ("alice", "bob")
@@ -137,7 +137,7 @@ def test_bad_input_is_a_400_that_names_the_field(tmp_path, receiver):
 
 
 def test_no_connector_configured_is_a_503(tmp_path):
-    app = create_app(load_settings(home=tmp_path), upstream=FakeUpstream())
+    app = gateway_app(load_settings(home=tmp_path), upstream=FakeUpstream())
     with TestClient(app) as http:
         resp = http.post("/v1/escalations", json={"messages": [{"role": "user", "content": "x"}]})
         assert assert_openai_error(resp, 503)["code"] == "escalations_disabled"
@@ -333,7 +333,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap():
 def test_start_up_refuses_templates_and_connectors_that_cannot_work(tmp_path, receiver):
     def start(**overrides):
         settings = load_settings(home=tmp_path, **overrides)
-        return create_app(settings, upstream=FakeUpstream())
+        return gateway_app(settings, upstream=FakeUpstream())
 
     typo = tmp_path / "typo.json.j2"
     typo.write_text('{"title": {{ ticket.sumary | tojson }}}')
@@ -370,14 +370,14 @@ def test_start_up_refuses_templates_and_connectors_that_cannot_work(tmp_path, re
 CHILD = """
 import sys, time
 from fastapi.testclient import TestClient
-from assistant.gateway.app import create_app
+from tests.conftest import gateway_app
 from assistant.settings import load_settings
 from tests.fakes import FakeUpstream
 
 home, url, mode = sys.argv[1:4]
 settings = load_settings(home=home, escalation_webhook_url=url, escalation_timeout_s=30,
                          escalation_retry_initial_s=0.02, escalation_retry_max_s=0.1)
-with TestClient(create_app(settings, upstream=FakeUpstream())) as http:
+with TestClient(gateway_app(settings, upstream=FakeUpstream())) as http:
     if mode == "post":
         msgs = [{"role": "user", "content": "Badge reader rejects my card"}]
         print(http.post("/v1/escalations", json={"messages": msgs}).json()["id"], flush=True)

@@ -253,8 +253,8 @@ def gateway(tmp_path):
     """The real gateway on a loopback port: fake engine, fake index, one real document."""
     import uvicorn
 
-    from assistant.gateway.app import create_app
     from assistant.settings import load_settings
+    from tests.conftest import gateway_app
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -264,7 +264,7 @@ def gateway(tmp_path):
     index = TopicIndex(hits=[hit, *FakeIndex().hits[1:]])
     settings = load_settings(home=tmp_path / "home", docs_dir=docs)
     upstream = ScriptedUpstream(ANSWERS, failing=("this one fails",))
-    app = create_app(settings, upstream=upstream, index=index)
+    app = gateway_app(settings, upstream=upstream, index=index)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from assistant.chat.feedback_store import FeedbackStore
-from assistant.gateway.app import create_app
 from assistant.identity.users import UserStore
 from assistant.knowledge.index import IndexService
 from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeEmbedder, FakeUpstream
 
 ADMIN = {"Authorization": "Bearer adm"}
@@ -37,7 +37,7 @@ def gateway(tmp_path):
     docs.mkdir()
     settings = load_settings(home=tmp_path / "home", docs_dir=docs, admin_key="adm")
     runner = JobRunner(JobStore(tmp_path / "jobs.sqlite"))
-    app = create_app(
+    app = gateway_app(
         settings,
         upstream=FakeUpstream(),
         users=users,
@@ -58,7 +58,7 @@ def gateway(tmp_path):
 
 async def _answer(http, app) -> dict:
     answer = (await http.post("/v1/chat/completions", json=QUESTION, headers=app.key)).json()
-    await asyncio.to_thread(app.state.answers.flush)
+    await asyncio.to_thread(app.state.services.answers.flush)
     listed = (await http.get("/v1/conversations", headers=app.key)).json()["data"]
     return {"completion": answer["id"], "conversation": listed[0]["id"]}
 
@@ -130,7 +130,7 @@ def test_signing_in_with_a_locked_user_store_does_not_stall_the_event_loop(tmp_p
     users = UserStore(tmp_path / "users.sqlite")
     users.add("alice", [], password="correct horse")
     settings = load_settings(home=tmp_path / "home", auth="local")
-    app = create_app(settings, upstream=FakeUpstream(), users=users, login_delay_s=0.0)
+    app = gateway_app(settings, upstream=FakeUpstream(), users=users, login_delay_s=0.0)
 
     async def scenario() -> tuple[float, httpx.Response]:
         transport = httpx.ASGITransport(app=app)

@@ -24,11 +24,11 @@ from assistant.chat.feedback import FeedbackRequest
 from assistant.chat.feedback_store import FeedbackStore
 from assistant.chat.schemas import MAX_JSON_DEPTH, ChatCompletionRequest, CompletionRequest
 from assistant.escalation.service import EscalationRequest
-from assistant.gateway.app import create_app
 from assistant.identity.users import UserStore
 from assistant.knowledge.index import IndexService
 from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeEmbedder, FakeIndex, FakeUpstream
 
 MODELS = ("helpdesk-demo", "it-support")
@@ -89,7 +89,7 @@ def build_gateway(tmp, auth: str) -> SimpleNamespace:
     users.add("alice", ["staff"], password="alice-password")
     user_key = users.create_key("alice")[1]
     feedback, jobs = FeedbackStore(tmp / "feedback.sqlite"), JobStore(tmp / "jobs.sqlite")
-    app = create_app(
+    app = gateway_app(
         config,
         upstream=WireUpstream(models=MODELS),
         index=FakeIndex(),
@@ -113,7 +113,9 @@ def build_gateway(tmp, auth: str) -> SimpleNamespace:
     if auth == "none":
         headers["mode's own"] = {"Authorization": f"Bearer {SERVICE_KEY}"}
     else:  # signed in on the page
-        headers["mode's own"] = {"Cookie": f"hd_session={app.state.auth.start_session('alice')}"}
+        headers["mode's own"] = {
+            "Cookie": f"hd_session={app.state.services.auth.start_session('alice')}"
+        }
     return SimpleNamespace(app=app, headers=headers, stores=(users, feedback, jobs))
 
 

@@ -5,8 +5,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.gateway.app import create_app
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeUpstream
 
 CHAT = {"model": "helpdesk-demo", "messages": [{"role": "user", "content": "VPN says TP-204"}]}
@@ -19,7 +19,7 @@ def upstream():
 
 def make_client(upstream, **overrides):
     settings = load_settings(**overrides)
-    return TestClient(create_app(settings, upstream=upstream))
+    return TestClient(gateway_app(settings, upstream=upstream))
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from fastapi.testclient import TestClient
 
 from assistant.chat.prompt import PromptBuilder, search_query
 from assistant.chat.upstream import _upstream_error
-from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from retrieval.retriever import Hit
+from tests.conftest import gateway_app
 from tests.fakes import FakeIndex, FakeUpstream
 
 ASK = {"model": "helpdesk-demo", "messages": [{"role": "user", "content": "VPN says TP-204"}]}
@@ -27,7 +27,7 @@ def index():
 
 @pytest.fixture
 def client(upstream, index):
-    app = create_app(
+    app = gateway_app(
         load_settings(company_name="Fennmoor Logistics"), upstream=upstream, index=index
     )
     with TestClient(app) as c:
@@ -97,7 +97,7 @@ def test_unknown_collection_is_404(client):
 
 def test_nothing_relevant_is_said_honestly(upstream):
     weak = FakeIndex(hits=[Hit(1, "a.md", "A", "", None, 0.05, "unrelated")])
-    app = create_app(load_settings(), upstream=upstream, index=weak)
+    app = gateway_app(load_settings(), upstream=upstream, index=weak)
     with TestClient(app) as c:
         body = c.post("/v1/chat/completions", json=ASK).json()
     assert body["grounded"] is False and body["sources"] == []
@@ -127,7 +127,7 @@ def test_follow_ups_are_searched_with_the_question_before():
 
 
 def test_without_an_index_answers_are_plain(upstream):
-    with TestClient(create_app(load_settings(), upstream=upstream)) as c:
+    with TestClient(gateway_app(load_settings(), upstream=upstream)) as c:
         body = c.post("/v1/chat/completions", json=ASK).json()
     assert "sources" not in body
     assert sent_messages(upstream) == ASK["messages"]
@@ -169,7 +169,7 @@ def test_hyde_searches_with_the_models_passage_and_survives_its_failure(upstream
     """With retrieval_hyde on, the served model writes a passage first; the search gets the
     question and that passage. If the model fails, the question alone is searched."""
     settings = load_settings(company_name="Fennmoor Logistics", retrieval_hyde=True)
-    with TestClient(create_app(settings, upstream=upstream, index=index)) as c:
+    with TestClient(gateway_app(settings, upstream=upstream, index=index)) as c:
         body = c.post("/v1/chat/completions", json=ASK).json()
         assert body["grounded"] is True
         hyde_path, hyde_body = upstream.requests[0]

@@ -15,15 +15,15 @@ from tests.test_gateway import assert_openai_error
 
 @pytest.fixture
 def http(tmp_path):
-    from assistant.gateway.app import create_app
     from assistant.identity.users import UserStore
     from assistant.settings import load_settings
+    from tests.conftest import gateway_app
 
     users = UserStore(tmp_path / "users.sqlite")
     for name in ("alice", "bob"):
         users.add(name, [])
     keys = {n: {"Authorization": f"Bearer {users.create_key(n)[1]}"} for n in ("alice", "bob")}
-    app = create_app(load_settings(home=tmp_path), upstream=FakeUpstream(), users=users)
+    app = gateway_app(load_settings(home=tmp_path), upstream=FakeUpstream(), users=users)
     with TestClient(app) as client:
         client.keys = keys
         yield client

@@ -205,11 +205,11 @@ def test_chroma_server_mode(docs, tmp_path, chroma_server):
     the server is back."""
     from fastapi.testclient import TestClient
 
-    from assistant.gateway.app import create_app
     from assistant.settings import Settings
     from retrieval.embeddings import SentenceTransformerEmbedder
     from retrieval.retriever import Retriever
     from retrieval.store import open_client
+    from tests.conftest import gateway_app
     from tests.fakes import FakeUpstream
 
     url = chroma_server.url
@@ -229,7 +229,7 @@ def test_chroma_server_mode(docs, tmp_path, chroma_server):
     settings = Settings(home=tmp_path / "home", docs_dir=docs, chroma_url=url)
     ask = {"model": "helpdesk-demo", "messages": [{"role": "user",
            "content": "guest wifi voucher for a visitor"}]}  # fmt: skip
-    with TestClient(create_app(settings, upstream=FakeUpstream(), index=retriever)) as api:
+    with TestClient(gateway_app(settings, upstream=FakeUpstream(), index=retriever)) as api:
         assert api.post("/v1/chat/completions", json=ask).json()["grounded"] is True
         chroma_server.stop()
         down = api.post("/v1/chat/completions", json=ask)

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.errors import APIError
-from assistant.gateway.app import create_app
 from assistant.gateway.limits import Limits, ReleaseSlots, admit
 from assistant.identity.users import UserStore
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeEmbedder, FakeUpstream
 from tests.test_gateway import CHAT, assert_openai_error
 
@@ -70,7 +70,7 @@ def make_app(tmp_path, upstream=None, **overrides):
     for name in ("alice", "bob"):
         users.add(name, [])
         keys[name] = {"Authorization": f"Bearer {users.create_key(name)[1]}"}
-    app = create_app(
+    app = gateway_app(
         settings, upstream=upstream or FakeUpstream(), embedder=FakeEmbedder(), users=users
     )
     return app, keys
@@ -116,7 +116,7 @@ def test_each_api_key_and_each_address_is_its_own_caller(tmp_path):
 
 def test_off_by_default_nothing_is_installed_or_counted(tmp_path):
     app, keys = make_app(tmp_path, auth="local")
-    assert not app.state.limits.enabled
+    assert not app.state.services.limits.enabled
     assert not any(m.cls is ReleaseSlots for m in app.user_middleware)
     chat = next(r for r in app.routes if getattr(r, "path", "") == "/v1/chat/completions")
     assert admit not in [d.call for d in chat.dependant.dependencies]
@@ -205,7 +205,7 @@ def test_a_stream_holds_its_slot_until_it_is_over(tmp_path, ending):
     async def scenario():
         running = Exchange(app, alice, stream)
         await in_time(running.first_chunk.wait())
-        assert app.state.limits.running("user alice") == 1
+        assert app.state.services.limits.running("user alice") == 1
         refused = Exchange(app, alice, CHAT)
         await in_time(refused.task)
         assert refused.status == 429
@@ -224,7 +224,7 @@ def test_a_stream_holds_its_slot_until_it_is_over(tmp_path, ending):
             await in_time(running.task)
             assert b"[DONE]" not in running.body
         assert upstream.closed_streams == 1
-        assert app.state.limits.running("user alice") == 0
+        assert app.state.services.limits.running("user alice") == 0
         upstream.gate.set()
         again = Exchange(app, alice, stream)
         await in_time(again.task)
@@ -242,7 +242,7 @@ def test_a_refused_or_failed_request_holds_no_slot(tmp_path):
             unknown = http.post("/v1/chat/completions", json={**CHAT, "model": "gpt-7"},
                                 headers=keys["alice"])  # fmt: skip
             assert unknown.status_code == 404
-        assert app.state.limits.running("user alice") == 0
+        assert app.state.services.limits.running("user alice") == 0
         assert (
             http.post("/v1/chat/completions", json=CHAT, headers=keys["alice"]).status_code == 200
         )

@@ -6,8 +6,8 @@ import struct
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.gateway.app import create_app
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeEmbedder, FakeIndex, FakeUpstream
 
 ASK = {"model": "helpdesk-demo", "messages": [{"role": "user", "content": "VPN says TP-204"}]}
@@ -15,7 +15,7 @@ ASK = {"model": "helpdesk-demo", "messages": [{"role": "user", "content": "VPN s
 
 @pytest.fixture
 def client():
-    app = create_app(
+    app = gateway_app(
         load_settings(embedding_model="fake-embedder"),
         upstream=FakeUpstream(),
         index=FakeIndex(),

@@ -26,9 +26,9 @@ CALLBACK = PUBLIC + "/auth/callback"
 
 @pytest.fixture
 def setup(tmp_path, oidc_provider: Provider):  # noqa: F811
-    from assistant.gateway.app import create_app
     from assistant.identity.users import UserStore
     from assistant.settings import load_settings
+    from tests.conftest import gateway_app
 
     oidc_provider.allow_redirect(CALLBACK)
     oidc_provider.add_user("ada", "correct horse", ["HR Team", "admins"], "ada@corp.example")
@@ -39,7 +39,7 @@ def setup(tmp_path, oidc_provider: Provider):  # noqa: F811
     )  # fmt: skip
     users = UserStore(tmp_path / "users.sqlite")
     index = FakeIndex(readers={"acceptable-use-policy.pdf": {"HR-Team"}})
-    app = create_app(settings, upstream=FakeUpstream(), index=index, users=users)
+    app = gateway_app(settings, upstream=FakeUpstream(), index=index, users=users)
     with TestClient(app, follow_redirects=False) as http:
         yield http, oidc_provider
 

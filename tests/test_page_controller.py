@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.chat.feedback_store import FeedbackStore
-from assistant.gateway.app import create_app
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeIndex, FakeUpstream
 from ui.admin import Admin
 from ui.chat import Chat
@@ -78,7 +78,7 @@ def gateway(tmp_path):
         def make(index=None, users=None, **overrides):
             settings = load_settings(home=tmp_path, docs_dir=docs, admin_key="adm", **overrides)
             upstream = FakeUpstream(models=(MODEL, "it-support"))
-            app = create_app(
+            app = gateway_app(
                 settings,
                 upstream=upstream,
                 index=index or FakeIndex(),

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 
 from assistant.chat.feedback_store import FeedbackStore
 from assistant.errors import APIError
-from assistant.gateway.app import create_app
 from assistant.knowledge.docs import safe_name
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeIndex, FakeUpstream
 from tests.test_gateway import assert_openai_error
 
@@ -34,7 +34,7 @@ def setup(tmp_path):
 def make(setup, index=None, **overrides):
     home, docs, store = setup
     settings = load_settings(home=home, docs_dir=docs, admin_key="adm", **overrides)
-    app = create_app(settings, upstream=FakeUpstream(), index=index, feedback_store=store)
+    app = gateway_app(settings, upstream=FakeUpstream(), index=index, feedback_store=store)
     return TestClient(app)
 
 
@@ -112,7 +112,7 @@ def test_someone_elses_answer_is_not_yours_to_rate(tmp_path):
     bob = {"Authorization": f"Bearer {users.create_key('bob')[1]}"}
     store = FeedbackStore(tmp_path / "feedback.sqlite")
     settings = load_settings(home=tmp_path, docs_dir=tmp_path)
-    app = create_app(settings, upstream=FakeUpstream(), feedback_store=store, users=users)
+    app = gateway_app(settings, upstream=FakeUpstream(), feedback_store=store, users=users)
     with TestClient(app) as http:
         answer = ask(http, h=alice).json()
         theirs = http.post("/v1/feedback", json={"completion_id": answer["id"], "rating": 1},
@@ -161,7 +161,7 @@ def test_cited_documents_want_a_key_or_a_signed_link_when_keys_are_set(setup):
         assert_openai_error(http.get("/v1/sources/network-drives.md?key=k1"), 401)
         headers = {"Authorization": "Bearer k1"}
         assert http.get("/v1/sources/network-drives.md", headers=headers).status_code == 200
-        links = http.app.state.links
+        links = http.app.state.services.links
         link = links.url("network-drives.md")
         assert "k1" not in link and http.get(link).status_code == 200
         # a link opens only its own document, and only until it expires

@@ -13,10 +13,10 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.gateway.app import create_app
 from assistant.knowledge.index import IndexService
 from assistant.knowledge.jobs import JobRunner, JobStore
 from assistant.settings import load_settings
+from tests.conftest import gateway_app
 from tests.fakes import FakeEmbedder, FakeUpstream
 
 ADMIN = {"Authorization": "Bearer adm"}
@@ -63,7 +63,7 @@ def gateway(tmp_path):
     embedder = SlowEmbedder(delay=0.0)
     runner = JobRunner(JobStore(settings.home / "jobs.sqlite"))
     service = IndexService(settings, client, embedder, runner)
-    app = create_app(
+    app = gateway_app(
         settings,
         upstream=FakeUpstream(),
         index_service=service,

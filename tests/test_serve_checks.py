@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import assistant.gateway.serve
+import assistant.gateway.services
 from assistant.errors import UserError
 from assistant.gateway.serve import OPEN_PAGE_NOTE, check_auth, run_server
 from assistant.settings import load_settings
@@ -22,7 +23,7 @@ def no_engine(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the engine was started")
 
-    monkeypatch.setattr(assistant.gateway.serve, "EngineProcess", refuse)
+    monkeypatch.setattr(assistant.gateway.services, "EngineProcess", refuse)
     for name in ("API_KEYS", "AUTH", "HOST", "CONFIG", "TRUSTED_PROXIES", "OIDC_ISSUER"):
         monkeypatch.delenv(f"ASSISTANT_{name}", raising=False)
 

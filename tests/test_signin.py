@@ -25,12 +25,14 @@ def users(tmp_path):
 
 
 def make(tmp_path, users, **overrides):
-    from assistant.gateway.app import create_app
     from assistant.settings import load_settings
+    from tests.conftest import gateway_app
 
     settings = load_settings(home=tmp_path, auth="local", **overrides)
     index = FakeIndex(readers={"acceptable-use-policy.pdf": {"hr"}})
-    app = create_app(settings, upstream=FakeUpstream(), index=index, users=users, login_delay_s=0.0)
+    app = gateway_app(
+        settings, upstream=FakeUpstream(), index=index, users=users, login_delay_s=0.0
+    )
     return TestClient(app, follow_redirects=False)
 
 
@@ -134,14 +136,16 @@ def test_keys_still_work_beside_sessions(tmp_path, users):
 def test_the_page_and_its_gradio_api_want_a_session(tmp_path, users):
     import gradio as gr
 
-    from assistant.gateway.serve import page_guard
+    from assistant.gateway.session import page_guard
     from assistant.settings import load_settings
     from ui.chat_page import build_page
 
     http = make(tmp_path, users)
     settings = load_settings(home=tmp_path, auth="local")
     page = build_page("http://127.0.0.1:9/v1", "helpdesk-demo")
-    gr.mount_gradio_app(http.app, page, path="/", auth_dependency=page_guard(http.app, settings))
+    gr.mount_gradio_app(
+        http.app, page, path="/", auth_dependency=page_guard(http.app.state.services.auth, settings)
+    )
     with http:
         assert http.get("/").status_code == 303
         for path in ("/config", "/gradio_api/info", "/gradio_api/openapi.json"):
@@ -156,15 +160,17 @@ def test_the_page_and_its_gradio_api_want_a_session(tmp_path, users):
 def test_behind_an_auth_proxy_the_page_gets_a_session_for_the_proxys_user(tmp_path, users):
     import gradio as gr
 
-    from assistant.gateway.app import create_app
-    from assistant.gateway.serve import page_guard
+    from assistant.gateway.session import page_guard
     from assistant.settings import load_settings
+    from tests.conftest import gateway_app
     from ui.chat_page import build_page
 
     settings = load_settings(home=tmp_path, auth="header", trusted_proxies=["10.0.0.0/24"])
-    app = create_app(settings, upstream=FakeUpstream(), index=FakeIndex(), users=users)
+    app = gateway_app(settings, upstream=FakeUpstream(), index=FakeIndex(), users=users)
     page = build_page("http://127.0.0.1:9/v1", "helpdesk-demo")
-    gr.mount_gradio_app(app, page, path="/", auth_dependency=page_guard(app, settings))
+    gr.mount_gradio_app(
+        app, page, path="/", auth_dependency=page_guard(app.state.services.auth, settings)
+    )
     proxy = {"X-Forwarded-User": "erin@corp.example", "X-Forwarded-Groups": "hr,it"}
     with TestClient(app, client=("10.0.0.9", 4000), follow_redirects=False) as http:
         first = http.get("/", headers=proxy)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.gateway.app import create_app
 from assistant.settings import load_settings
 from retrieval.indexer import IndexReport, scan
 from retrieval.retriever import Hit
+from tests.conftest import gateway_app
 from tests.fakes import FakeIndex, FakeUpstream
 
 ADMIN = {"Authorization": "Bearer adm"}
@@ -47,7 +47,7 @@ def test_sources_serve_exactly_what_the_indexer_would_index(docs, tmp_path):
         "it/%2e%2e/guide.md", "it/%2e%2e/.hidden.md", "drafts/%2e%2e/%2e%2e/outside.md",
     ]  # fmt: skip
     claimed = FakeIndex(hits=[Hit(1, path, path, "", None, 0.5, "") for path in candidates])
-    app = create_app(settings, upstream=FakeUpstream(), index=claimed)  # says yes to every name
+    app = gateway_app(settings, upstream=FakeUpstream(), index=claimed)  # says yes to every name
     with TestClient(app) as http:
         for headers in ({}, ADMIN):
             served = {
@@ -79,7 +79,7 @@ def test_without_an_index_only_admins_open_documents(docs, tmp_path):
     settings = load_settings(
         home=tmp_path / "home", docs_dir=docs, admin_key="adm", api_keys=["k1"]
     )
-    with TestClient(create_app(settings, upstream=FakeUpstream())) as http:
+    with TestClient(gateway_app(settings, upstream=FakeUpstream())) as http:
         service = {"Authorization": "Bearer k1"}
         hidden = http.get("/v1/sources/guide.md", headers=service)
         missing = http.get("/v1/sources/missing.md", headers=service)
@@ -88,4 +88,4 @@ def test_without_an_index_only_admins_open_documents(docs, tmp_path):
         assert hidden.json()["error"]["code"] == "document_not_found"
         assert http.get("/v1/sources/guide.md", headers=ADMIN).status_code == 200
         # a link the server signed when it cited the document still opens it
-        assert http.get(http.app.state.links.url("guide.md")).status_code == 200
+        assert http.get(http.app.state.services.links.url("guide.md")).status_code == 200

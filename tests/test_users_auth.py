@@ -177,11 +177,11 @@ def test_users_and_keys_commands(tmp_path):
     key_id = made.stderr.split()[1]  # "key 1 for 'alice' ..."
     revoked = _cli(tmp_path, "keys", "revoke", key_id)
     assert revoked.returncode == 0 and revoked.stdout.strip() == f"revoked key {key_id}"
-    from assistant.gateway.app import create_app
     from assistant.settings import load_settings
+    from tests.conftest import gateway_app
     from tests.fakes import FakeUpstream
 
-    app = create_app(load_settings(home=tmp_path), upstream=FakeUpstream(), users=store)
+    app = gateway_app(load_settings(home=tmp_path), upstream=FakeUpstream(), users=store)
     with TestClient(app) as http:
         refused = http.get("/v1/me", headers={"Authorization": f"Bearer {key}"})
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
@@ -199,10 +199,10 @@ def embedder():
 
 
 def test_gateway_answers_each_user_from_their_documents(tmp_path, users, embedder):
-    from assistant.gateway.app import create_app
     from assistant.settings import load_settings
     from retrieval.retriever import Retriever
     from retrieval.store import open_client
+    from tests.conftest import gateway_app
     from tests.fakes import FakeUpstream
     from tests.test_access import _docs, _index
 
@@ -214,7 +214,7 @@ def test_gateway_answers_each_user_from_their_documents(tmp_path, users, embedde
     users.add("carol", [], admin=True)
     keys = {name: users.create_key(name)[1] for name in ("alice", "bob", "carol")}
     settings = load_settings(home=tmp_path, docs_dir=docs, retrieval_min_score=0.0)
-    app = create_app(
+    app = gateway_app(
         settings, upstream=FakeUpstream(), index=Retriever(client, embedder), users=users
     )
 
@@ -239,7 +239,7 @@ def test_gateway_answers_each_user_from_their_documents(tmp_path, users, embedde
 
         assert get("alice", "hr/salaries.md").status_code == 200
         looked_up = []
-        index = app.state.grounder.index
+        index = app.state.services.grounder.index
         real = index.readable
         index.readable = lambda *a, **k: looked_up.append(a[0]) or real(*a, **k)
         hidden, missing = get("bob", "hr/salaries.md"), get("bob", "hr/nothing.md")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 
 from assistant.errors import APIError
-from assistant.gateway.routes.openai import client_host, require_api_key
+from assistant.gateway.deps import client_host, require_api_key
 from assistant.identity.auth import ANONYMOUS, SERVICE, bearer
 
 LIMITED_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
@@ -119,7 +119,8 @@ async def admit(request: Request, _: None = Depends(require_api_key)) -> None:
     if getattr(request.scope.get("route"), "path", None) not in LIMITED_ROUTES:
         return
     slots = request.scope[SLOTS]  # KeyError: ReleaseSlots is not installed
-    slots.append(request.app.state.limits.take(caller_of(request)))
+    limits: Limits = request.app.state.services.limits
+    slots.append(limits.take(caller_of(request)))
 
 
 class ReleaseSlots:

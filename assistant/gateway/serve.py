@@ -1,12 +1,21 @@
-"""``assistant serve``: pre-flight checks, the engine (child or remote), then the gateway."""
+"""``assistant serve``: pre-flight checks, the services (engine, stores, index), the
+gateway with its page, then uvicorn."""
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
 
-from assistant.engine.supervisor import EngineProcess, check_port_free, engine_config, url_host
+import uvicorn
+from fastapi import FastAPI
+
+from assistant.engine.supervisor import check_port_free, url_host
 from assistant.errors import UserError
-from assistant.knowledge.factories import make_embedder, open_index, open_store, store_lock
+from assistant.escalation.tickets import build_connectors
+from assistant.gateway.app import create_app
+from assistant.gateway.services import Services, build_services
+from assistant.gateway.session import page_guard
 from assistant.settings import Settings
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -43,72 +52,17 @@ def check_auth(settings: Settings, *, log=print) -> None:
 
 
 def run_server(settings: Settings, *, log=print) -> None:
+    """Pre-flight checks (each fails in a second, before vLLM's minute), the services,
+    the gateway with its page, then uvicorn until the server is stopped."""
     check_auth(settings, log=log)
     check_port_free(settings.host, settings.port)
-    from assistant.escalation.tickets import build_connectors
-
-    # before vLLM starts: a ticket connector without its settings, or a template that does
-    # not render, fails in a second
+    # a ticket connector without its settings, or a template that does not render
     connectors = build_connectors(settings)
-    if not settings.llm_urls and settings.model is None and not settings.demo_model_dir.is_dir():
-        raise UserError(
-            f"no model configured and no demo model in '{settings.demo_model_dir}'; run "
-            f"'assistant demo-model --output {settings.demo_model_dir}' or pass --model"
-        )
-
-    # Before vLLM starts, so a store in use fails in a second, not after a minute.
-    lock = store_lock(settings, "assistant serve")
-    if lock is not None:
-        lock.acquire()
-    client = open_store(settings)
-
-    import uvicorn
-
-    from assistant.chat.upstream import HttpUpstream
-    from assistant.gateway.app import create_app
-
-    engine = None
-    if settings.llm_urls:
-        urls = settings.llm_urls
-        log(f"using existing vLLM servers: {', '.join(urls)}")
-        upstream = HttpUpstream(urls, timeout_s=settings.request_timeout_s)
-    else:
-        engine = EngineProcess(engine_config(settings))
-        log(
-            f"starting vLLM on {settings.model_path} as '{settings.model_name}' "
-            f"(log: {engine.config.log_file}); this takes a minute on a CPU..."
-        )
-        engine.start(wait=True)
-        log(f"vLLM ready at {engine.url}")
-        upstream = HttpUpstream(
-            [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
-        )
-    from assistant.chat.feedback_store import FeedbackStore
-    from assistant.escalation.store import EscalationStore
-    from assistant.identity.users import UserStore
-    from assistant.knowledge.index import IndexService
-    from assistant.knowledge.jobs import JobRunner, JobStore
-
-    embedder = make_embedder(settings)
-    runner = JobRunner(JobStore(settings.home / "jobs.sqlite"))
-    stops = [runner.shutdown, *([engine.stop] if engine is not None else [])]
-    if lock is not None:
-        stops.append(lock.release)
-    app = create_app(
-        settings,
-        upstream=upstream,
-        index=open_index(settings, client, embedder, log),
-        embedder=embedder,
-        engine_restarts=(lambda: engine.restarts) if engine is not None else None,
-        index_service=IndexService(settings, client, embedder, runner),
-        feedback_store=FeedbackStore(settings.feedback_path),
-        users=UserStore.from_settings(settings),
-        escalation_store=EscalationStore(settings.escalations_path),
-        ticket_connectors=connectors,
-        on_shutdown=stops,
-    )
+    check_model(settings)
+    services = build_services(settings, ticket_connectors=connectors, log=log)
+    app = create_app(services)
+    _mount_page(app, services)
     base = f"http://{url_host(settings.host)}:{settings.port}"
-    _mount_page(app, settings)
     log(
         f"\n  Page: {base}/\n  API:  {base}/v1  (model '{settings.model_name}')\n"
         f"  try:  curl {base}/v1/chat/completions -H 'Content-Type: application/json' "
@@ -119,16 +73,26 @@ def run_server(settings: Settings, *, log=print) -> None:
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
-        if engine is not None:
-            engine.stop()
+        if services.engine is not None:
+            services.engine.stop()
 
 
-def _mount_page(app, settings: Settings) -> None:
+def check_model(settings: Settings) -> None:
+    """An engine to start needs a model: the configured one, or the demo model."""
+    if not settings.llm_urls and settings.model is None and not settings.demo_model_dir.is_dir():
+        raise UserError(
+            f"no model configured and no demo model in '{settings.demo_model_dir}'; run "
+            f"'assistant demo-model --output {settings.demo_model_dir}' or pass --model"
+        )
+
+
+def _mount_page(app: FastAPI, services: Services) -> None:
     """The page is a client of this same server's API, over loopback HTTP."""
     import gradio as gr
 
     from ui.chat_page import build_page
 
+    settings = services.settings
     host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else url_host(settings.host)
     model = settings.model_name
     if settings.llm_urls and not (settings.model or settings.served_model_name):
@@ -144,36 +108,11 @@ def _mount_page(app, settings: Settings) -> None:
     # without, as the service user of the first API key, server-side only.
     key = settings.api_keys[0] if settings.api_keys and settings.auth == "none" else None
     page = build_page(f"http://{host}:{settings.port}/v1", model, key, notice=notice)
-    gr.mount_gradio_app(app, page, path="/", auth_dependency=page_guard(app, settings))
-
-
-def page_guard(app, settings: Settings):
-    """With sign-in, the page and its Gradio API answer only callers with a session."""
-    if settings.auth == "none":
-        return None
-
-    def signed_in(request) -> str | None:
-        user = app.state.auth.session_user(request.headers.get("cookie"))
-        if user is not None:
-            return user.name
-        if settings.auth == "header":  # the first page load through the proxy
-            from assistant.errors import APIError
-            from assistant.gateway.routes.openai import client_host
-
-            try:
-                return app.state.auth.principal(request.headers, client_host(request)).name
-            except APIError:
-                return None
-        return None
-
-    return signed_in
+    gr.mount_gradio_app(app, page, path="/", auth_dependency=page_guard(services.auth, settings))
 
 
 def _first_remote_model(url: str) -> str | None:
     """The base model an existing vLLM server serves (the first of its /v1/models)."""
-    import json
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url + "/v1/models", timeout=5) as resp:
             return json.load(resp)["data"][0]["id"]

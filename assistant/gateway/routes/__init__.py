@@ -1,1 +1,2 @@
-"""HTTP routes: thin, they fetch services from app.state and call them."""
+"""HTTP routes, thin: each takes its services as typed dependencies
+(``assistant.gateway.deps``) and calls them."""

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 
 from assistant.analytics.export import TABLES, figures, tables, to_csv
 from assistant.errors import APIError
-from assistant.gateway.routes.admin import require_admin_key
+from assistant.gateway.deps import AnalyticsDep, require_admin_key
 
 router = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin_key)])
 
 
 @router.get("/analytics")
 async def analytics(
-    request: Request,
+    service: AnalyticsDep,
     first: str | None = Query(None, alias="from", description="First day, YYYY-MM-DD."),
     last: str | None = Query(None, alias="to", description="Last day (included) [today]."),
     format: str = Query("json", description="json, or csv (one table, see 'table')."),
@@ -33,7 +33,6 @@ async def analytics(
         raise APIError(400, "'format' must be json or csv")
     if table not in TABLES:
         raise APIError(400, f"'table' must be one of {', '.join(TABLES)}")
-    service = request.app.state.analytics
     report = await asyncio.to_thread(service.report, first, last, clusters)
     if format == "json":
         return {**report, "figures": figures(report)}  # what the admin tab plots

@@ -10,18 +10,16 @@ import asyncio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from assistant.gateway.routes.admin import require_admin_key
-from assistant.gateway.routes.openai import read_body, require_api_key
+from assistant.gateway.deps import EscalationsDep, read_body, require_admin_key, require_api_key
 
 router = APIRouter(prefix="/v1/escalations", dependencies=[Depends(require_api_key)])
 admin = APIRouter(prefix="/v1/admin/escalations", dependencies=[Depends(require_admin_key)])
 
 
 @router.post("", status_code=201)
-async def create_escalation(request: Request):
+async def create_escalation(request: Request, service: EscalationsDep):
     """``{"conversation_id" | "messages", "summary"?, "priority"?}`` -> 201 ``{"id", "state"}``
     once the ticket is in the outbox; delivery happens in the background."""
-    service = request.app.state.escalations
     raw = await read_body(request)
     user = request.state.principal.name
     base = str(request.base_url)
@@ -30,21 +28,21 @@ async def create_escalation(request: Request):
 
 
 @router.get("/{escalation}")
-async def get_escalation(request: Request, escalation: str):
+async def get_escalation(request: Request, service: EscalationsDep, escalation: str):
     """State (queued, sent, failed), the ticket reference, and the reason of a failure."""
     user = request.state.principal.name
-    return await asyncio.to_thread(request.app.state.escalations.get, escalation, user)
+    return await asyncio.to_thread(service.get, escalation, user)
 
 
 @admin.get("")
-async def list_escalations(request: Request, state: str | None = None, limit: int = 50):
+async def list_escalations(service: EscalationsDep, state: str | None = None, limit: int = 50):
     """Every user's escalations, newest first; ``?state=failed`` for those given up."""
-    return await asyncio.to_thread(request.app.state.escalations.listing, state, limit)
+    return await asyncio.to_thread(service.listing, state, limit)
 
 
 @admin.post("/{escalation}/retry")
-async def retry_escalation(request: Request, escalation: str):
+async def retry_escalation(service: EscalationsDep, escalation: str):
     """Queue a ``failed`` escalation again, due now (after fixing the ticket system or the
     connector's settings): its failed connectors are tried again with a fresh give-up time,
     those that made a ticket are not. 404 if there is none, 409 if it is not failed."""
-    return await asyncio.to_thread(request.app.state.escalations.requeue, escalation)
+    return await asyncio.to_thread(service.requeue, escalation)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.errors import APIError
-from assistant.gateway.routes.openai import require_api_key
+from assistant.gateway.deps import AnswersDep, require_api_key
 
 router = APIRouter(prefix="/v1/conversations", dependencies=[Depends(require_api_key)])
 
@@ -25,38 +25,40 @@ def _missing(conversation: str) -> APIError:
 
 
 @router.get("")
-async def list_conversations(request: Request, limit: int = 50):
+async def list_conversations(request: Request, answers: AnswersDep, limit: int = 50):
     """The caller's conversations, the most recently continued first."""
     if not 1 <= limit <= 500:
         raise APIError(400, "'limit' must be between 1 and 500")
     user = request.state.principal.name
-    found = await asyncio.to_thread(request.app.state.answers.conversations, user, limit)
+    found = await asyncio.to_thread(answers.conversations, user, limit)
     return {"object": "list", "data": found}
 
 
 @router.get("/{conversation}")
-async def get_conversation(request: Request, conversation: str):
+async def get_conversation(request: Request, answers: AnswersDep, conversation: str):
     """The whole conversation: its messages, and each answer with its sources."""
     user = request.state.principal.name
-    found = await asyncio.to_thread(request.app.state.answers.conversation, conversation, user)
+    found = await asyncio.to_thread(answers.conversation, conversation, user)
     if found is None:
         raise _missing(conversation)
     return found
 
 
 @router.patch("/{conversation}")
-async def rename_conversation(request: Request, conversation: str, body: Rename):
+async def rename_conversation(
+    request: Request, answers: AnswersDep, conversation: str, body: Rename
+):
     user = request.state.principal.name
     title = " ".join(body.title.split())
-    if not await asyncio.to_thread(request.app.state.answers.rename, conversation, user, title):
+    if not await asyncio.to_thread(answers.rename, conversation, user, title):
         raise _missing(conversation)
     return {"id": conversation, "title": title}
 
 
 @router.delete("/{conversation}", status_code=204)
-async def delete_conversation(request: Request, conversation: str):
+async def delete_conversation(request: Request, answers: AnswersDep, conversation: str):
     """Delete a conversation and its answers for good."""
     user = request.state.principal.name
-    if not await asyncio.to_thread(request.app.state.answers.delete, conversation, user):
+    if not await asyncio.to_thread(answers.delete, conversation, user):
         raise _missing(conversation)
     return Response(status_code=204)

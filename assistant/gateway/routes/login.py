@@ -15,11 +15,14 @@ from functools import lru_cache
 from importlib import resources
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from assistant.errors import APIError
-from assistant.identity.auth import COOKIE
+from assistant.gateway.deps import AuthDep, LoginDelayDep, OidcDep, SettingsDep
+from assistant.gateway.session import set_session_cookie
+from assistant.identity.auth import COOKIE, Authenticator
 from assistant.identity.oidc import FLOW_COOKIE, FLOW_SECONDS
+from assistant.settings import Settings
 
 router = APIRouter(include_in_schema=False)
 WRONG = "Wrong user name or password, or the account is locked for a few minutes."
@@ -46,43 +49,30 @@ def login_form(title: str, *, next_url: str = "/", problem: str = "", username: 
     )
 
 
-def _title(request: Request) -> str:
-    company = request.app.state.settings.company_name
+def _title(settings: Settings) -> str:
+    company = settings.company_name
     return "IT help desk" if company == "the company" else f"{company} IT help desk"
 
 
-def set_session_cookie(response: Response, request: Request, auth, user: str) -> None:
-    """Start a session of ``auth`` (the gateway's ``Authenticator``; under a mounted page
-    ``request.app`` is not the gateway) for ``user`` and give it to the browser: signed,
-    HttpOnly, SameSite, expiring with the session."""
-    response.set_cookie(
-        COOKIE,
-        auth.start_session(user),
-        max_age=int(auth.session_s),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-
-
-async def _session_response(request: Request, user: str, target: str) -> RedirectResponse:
+async def _session_response(
+    request: Request, auth: Authenticator, user: str, target: str
+) -> RedirectResponse:
     response = RedirectResponse(_safe_next(target), status_code=303)
     # a session is a row written to the user store: off the event loop
-    await asyncio.to_thread(set_session_cookie, response, request, request.app.state.auth, user)
+    await asyncio.to_thread(set_session_cookie, response, request, auth, user)
     return response
 
 
-def _callback_url(request: Request) -> str:
-    base = request.app.state.settings.public_url or str(request.base_url)
+def _callback_url(request: Request, settings: Settings) -> str:
+    base = settings.public_url or str(request.base_url)
     return base.rstrip("/") + "/auth/callback"
 
 
 @router.get("/login")
-async def login_page(request: Request, next: str = "/"):
-    mode = request.app.state.settings.auth
+async def login_page(request: Request, settings: SettingsDep, oidc: OidcDep, next: str = "/"):
+    mode = settings.auth
     if mode == "oidc":
-        url, flow = await request.app.state.oidc.start(_callback_url(request), _safe_next(next))
+        url, flow = await oidc.start(_callback_url(request, settings), _safe_next(next))
         response = RedirectResponse(url, status_code=303)
         response.set_cookie(
             FLOW_COOKIE, flow, max_age=FLOW_SECONDS, httponly=True, samesite="lax",
@@ -91,28 +81,32 @@ async def login_page(request: Request, next: str = "/"):
         return response
     if mode != "local":
         return RedirectResponse("/", status_code=303)
-    return HTMLResponse(login_form(_title(request), next_url=next))
+    return HTMLResponse(login_form(_title(settings), next_url=next))
 
 
 @router.get("/auth/callback")
 async def oidc_callback(
-    request: Request, state: str | None = None, code: str | None = None, error: str | None = None
+    request: Request,
+    settings: SettingsDep,
+    oidc: OidcDep,
+    auth: AuthDep,
+    state: str | None = None,
+    code: str | None = None,
+    error: str | None = None,
 ):
     """Where the OpenID provider sends the browser back: check, redeem, sign in."""
-    oidc = request.app.state.oidc
-    if request.app.state.settings.auth != "oidc" or oidc is None:
+    if settings.auth != "oidc" or oidc is None:
         raise APIError(404, "no such route")
     if error:
         raise APIError(401, f"the OpenID provider refused the sign-in: {error}", code=error)
     flow = oidc.flow(request.cookies.get(FLOW_COOKIE))
     identity = await oidc.finish(flow, state, code)
     groups = [g for g in (_group_name(g) for g in identity.groups) if g]
-    auth = request.app.state.auth
     try:
         user = await asyncio.to_thread(auth.users.sync_external, identity.username, groups)
     except ValueError as exc:
         raise APIError(400, f"the provider's user cannot be used here: {exc}") from None
-    response = await _session_response(request, user.name, flow["next"])
+    response = await _session_response(request, auth, user.name, flow["next"])
     response.delete_cookie(FLOW_COOKIE, path="/auth")
     return response
 
@@ -125,35 +119,37 @@ def _group_name(group: str) -> str:
 @router.post("/login")
 async def login(
     request: Request,
+    settings: SettingsDep,
+    auth: AuthDep,
+    delay_s: LoginDelayDep,
     username: str = Form(""),
     password: str = Form(""),
     next: str = Form("/"),
 ):
-    auth = request.app.state.auth
-    if request.app.state.settings.auth != "local" or auth.users is None:
+    if settings.auth != "local" or auth.users is None:
         return RedirectResponse("/", status_code=303)
     user = await asyncio.to_thread(auth.users.verify_password, username.strip(), password)
     if user is None:
-        await asyncio.sleep(request.app.state.login_delay_s)  # slows down guessing
-        body = login_form(_title(request), next_url=next, problem=WRONG, username=username)
+        await asyncio.sleep(delay_s)  # slows down guessing
+        body = login_form(_title(settings), next_url=next, problem=WRONG, username=username)
         return HTMLResponse(body, status_code=401)
-    return await _session_response(request, user.name, next)
+    return await _session_response(request, auth, user.name, next)
 
 
 @router.post("/logout")
 @router.get("/logout")
-async def logout(request: Request):
-    await asyncio.to_thread(request.app.state.auth.end_session, request.headers.get("cookie"))
+async def logout(request: Request, settings: SettingsDep, auth: AuthDep):
+    await asyncio.to_thread(auth.end_session, request.headers.get("cookie"))
     # with OIDC, /login would sign straight back in through the provider's own session
-    target = "/signed-out" if request.app.state.settings.auth == "oidc" else "/login"
+    target = "/signed-out" if settings.auth == "oidc" else "/login"
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
 
 
 @router.get("/signed-out")
-async def signed_out(request: Request):
-    title = html.escape(_title(request))
+async def signed_out(settings: SettingsDep):
+    title = html.escape(_title(settings))
     return HTMLResponse(
         f"<!doctype html><title>Signed out · {title}</title><main style='font-family:sans-serif;"
         f"max-width:30rem;margin:12vh auto'><h1>{title}</h1><p>You are signed out.</p>"

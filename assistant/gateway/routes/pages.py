@@ -11,8 +11,15 @@ import asyncio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from assistant.errors import APIError
-from assistant.gateway.routes.openai import read_body, require_api_key
+from assistant.gateway.deps import (
+    AuthDep,
+    DocsDep,
+    FeedbackDep,
+    GrounderDep,
+    LinksDep,
+    read_body,
+    require_api_key,
+)
 
 # Who is asking, as for the OpenAI routes (a key is never taken from the URL: URLs end up in
 # browser history and access logs).
@@ -27,10 +34,7 @@ async def me(request: Request):
 
 
 @router.post("/feedback", status_code=201)
-async def feedback(request: Request):
-    service = request.app.state.feedback
-    if service is None:
-        raise APIError(503, "this server keeps no feedback store")
+async def feedback(request: Request, service: FeedbackDep):
     caller = request.state.principal.name
     raw = await read_body(request)
     # reads the answer log (waiting for answers still being written), writes the store
@@ -42,15 +46,22 @@ sources = APIRouter(prefix="/v1")
 
 @sources.get("/sources/{path:path}")
 async def source_document(
-    request: Request, path: str, exp: str | None = None, sig: str | None = None
+    request: Request,
+    links: LinksDep,
+    auth: AuthDep,
+    grounder: GrounderDep,
+    docs: DocsDep,
+    path: str,
+    exp: str | None = None,
+    sig: str | None = None,
 ):
     """A cited document, read-only, exactly as indexed. A document the caller may not read
     answers exactly like one that does not exist."""
-    signed = sig is not None and request.app.state.links.valid(path, exp, sig)
+    signed = sig is not None and links.valid(path, exp, sig)
     if not signed:
-        await require_api_key(request)
+        await require_api_key(request, auth)
         # asked first, for missing and hidden documents alike: both cost the same index
         # lookup, so the answer's timing does not tell a hidden document from a missing one
-        await request.app.state.grounder.require_readable(path, request.state.principal.scope)
-    file, media = request.app.state.docs.open(path)
+        await grounder.require_readable(path, request.state.principal.scope)
+    file, media = docs.open(path)
     return FileResponse(file, media_type=media, content_disposition_type="inline")
