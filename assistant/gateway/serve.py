@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from assistant.engine.supervisor import EngineProcess, check_port_free, engine_config, url_host
+from assistant.engine.checks import check_port_free, url_host
+from assistant.engine.config import engine_config
+from assistant.engine.supervisor import EngineProcess
 from assistant.errors import UserError
 from assistant.settings import Settings
 
