@@ -216,7 +216,12 @@ def eval_retrieval(
     if as_json:
         print(json.dumps(summary))
         return
-    typer.echo(f"{len(asked)} questions, top {k} passages, {report.chunks} chunks")
+    _print_results(results, len(asked), k, report.chunks, main_mode)
+
+
+def _print_results(results: dict, asked: int, k: int, chunks: int, main_mode: str) -> None:
+    """eval-retrieval's table, one row per mode, and the questions the main mode missed."""
+    typer.echo(f"{asked} questions, top {k} passages, {chunks} chunks")
     typer.echo(f"{'mode':<9}{'recall@1':>10}{'recall@5':>10}{'MRR':>8}{'ms/query':>10}")
     for m, r in results.items():
         typer.echo(
