@@ -15,14 +15,8 @@ import pytest
 from assistant.chat.grounding import Grounder
 from assistant.chat.prompt import PromptBuilder
 from assistant.evaluation.text import cited
-from finetune.demo_model import (
-    CHECKSUMS,
-    MARKER,
-    SHIPPED,
-    install_shipped,
-    verify_checksums,
-    write_checksums,
-)
+from finetune.demo_model import CHECKSUMS, MARKER, SHIPPED
+from finetune.demo_shipped import install_shipped, verify_checksums, write_checksums
 from finetune.demo_training import (
     ABSTAIN,
     Question,
