@@ -2,7 +2,8 @@
 
 The section modules do without ``from __future__ import annotations``: ``Settings``
 inherits their fields, and pydantic-settings needs the types themselves, not names that
-only resolve in the section's module.
+only resolve in the section's module. Validator names must differ across the sections:
+``Settings`` keeps one validator per name.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class EngineSettings(BaseModel):
 
     @field_validator("llm_urls", "engine_extra_args", mode="before")
     @classmethod
-    def _split_commas(cls, value: Any) -> Any:
+    def _split_engine_lists(cls, value: Any) -> Any:
         return split_commas(value)
 
     @field_validator("speculative", mode="before")

@@ -148,7 +148,7 @@ class GatewaySettings(BaseModel):
 
     @field_validator("api_keys", "trusted_proxies", mode="before")
     @classmethod
-    def _split_commas(cls, value: Any) -> Any:
+    def _split_gateway_lists(cls, value: Any) -> Any:
         return split_commas(value)
 
     @field_validator("analytics_timezone")
