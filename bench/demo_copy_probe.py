@@ -5,7 +5,7 @@
 
 The demo model must copy a sentence from its sources to be faithful (issue 13); copying
 needs "induction" attention heads. This probe trains a fresh model of the given shape on
-the copying task alone (``finetune.demo_model.copy_examples`` over random tokens from a
+the copying task alone (``finetune.demo_steps.copy_examples`` over random tokens from a
 vocabulary of --vocab, so nothing but copying predicts them) and reports, every 100
 steps, the loss and the share of quoted tokens it predicts exactly on held-out examples.
 A loss that stays at ln(vocab) means no copying was learned. Writes demo_copy_probe.json
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from finetune import demo_model as dm
+    from finetune import demo_steps as ds
     from finetune.train import pad_batch
 
     torch.manual_seed(args.seed)
@@ -68,15 +69,15 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     stream = list(range(100, 100 + args.vocab)) * 4
     config = replace(dm.SIZES["grounded"], copy_context=args.context)
-    held = dm.copy_examples(tok, stream, 64, config, seed=10_000 + args.seed, random_share=1.0)
-    optimizer, scheduler = dm._schedule(model, args.lr, args.steps, 0.1)
+    held = ds.copy_examples(tok, stream, 64, config, seed=10_000 + args.seed, random_share=1.0)
+    optimizer, scheduler = ds.schedule(model, args.lr, args.steps, 0.1)
     curve, start = [], time.perf_counter()
     for step in range(args.steps):
-        batch = dm.copy_examples(tok, stream, args.batch, config, seed=args.seed * 7919 + step,
+        batch = ds.copy_examples(tok, stream, args.batch, config, seed=args.seed * 7919 + step,
                                  random_share=1.0)  # fmt: skip
-        loss = dm._optimise(model, optimizer, scheduler, *pad_batch(batch))
+        loss = ds.optimise(model, optimizer, scheduler, *pad_batch(batch))
         if step % 100 == 0 or step == args.steps - 1:
-            accuracy = dm.copy_accuracy(model, held)
+            accuracy = ds.copy_accuracy(model, held)
             curve.append({"step": step, "loss": round(loss, 4), "quoted_right": round(accuracy, 4),
                           "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
             print(json.dumps(curve[-1]), flush=True)

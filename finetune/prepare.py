@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from finetune.errors import FinetuneError
-from finetune.pii import Scrubber, ScrubReport, names_from_emails
+from finetune.pii import Scrubber, ScrubReport
+from finetune.pii_names import names_from_emails
 from finetune.transcripts import Conversation, ReadReport, read_transcripts
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,21 @@ def read_transcripts(path: Path, report: ReadReport | None = None) -> list[Conve
         if reader is not None:
             out.extend(c for c in reader(file, report) if len(c.messages) >= 2)
     report.conversations = len(out)
+    return out
+
+
+def first_exchanges(path: Path, scrub: Callable[[str], str]) -> list[tuple[str, str, str]]:
+    """(conversation id, the employee's first question, the agent's answers joined) of each
+    conversation that has both, each text passed through ``scrub``."""
+    out = []
+    for conversation in read_transcripts(path):
+        turns = [
+            (normalize_role(m.get("role", "")), m.get("content", "")) for m in conversation.messages
+        ]
+        questions = [t for role, t in turns if role == "user" and t.strip()]
+        answers = [t for role, t in turns if role == "assistant" and t.strip()]
+        if questions and answers:
+            out.append((conversation.id, scrub(questions[0]), scrub(" ".join(answers))))
     return out
 
 

@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.chunking import Chunker
+from retrieval.embeddings import Embedder, SentenceTransformerEmbedder, resolve_model
 from retrieval.errors import RetrievalError
-from retrieval.evaluation import is_gold
+from retrieval.evaluation import is_gold, load_questions
+from retrieval.indexer import IndexReport, scan
+from retrieval.loaders import LoadError, load
 
 
 @dataclass(frozen=True)
@@ -156,8 +163,6 @@ def train(
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
 
-    from retrieval.embeddings import resolve_model
-
     random.seed(config.seed)
     os.environ.setdefault("WANDB_DISABLED", "true")
     model = SentenceTransformer(resolve_model(base), device="cpu")
@@ -201,10 +206,6 @@ def collect_passages(
     headers: bool = True,
 ) -> list[Passage]:
     """The docs' passages as the indexer cuts and embeds them (unreadable files skipped)."""
-    from retrieval.chunking import Chunker
-    from retrieval.indexer import IndexReport, scan
-    from retrieval.loaders import LoadError, load
-
     chunker = Chunker(count_tokens, chunk_tokens, overlap)
     passages = []
     for file in scan(roots, IndexReport()).values():
@@ -214,3 +215,143 @@ def collect_passages(
             continue
         passages += [Passage(c.source, c.embedding_text(headers)) for c in chunks]
     return passages
+
+
+@dataclass
+class AdaptReport:
+    """What ``adapt_embedder`` did; ``summary()`` is the command's JSON object."""
+
+    base: str
+    passages: int
+    conversations: int
+    pairs: int
+    train_pairs: int
+    probes: int
+    before: dict
+    after: dict
+    wins: bool
+    kept: bool
+    output: str | None
+    seconds: float
+
+    @property
+    def reason(self) -> str:
+        if self.wins:
+            return "MRR higher and recall@5 no lower on held-out questions"
+        return "it does not win on held-out questions (MRR must rise, recall@5 must not fall)"
+
+    def summary(self) -> dict:
+        out = {
+            "base": self.base,
+            "passages": self.passages,
+            "conversations": self.conversations,
+            "pairs": self.pairs,
+            "train_pairs": self.train_pairs,
+            "probes": self.probes,
+        }
+        for key in ("mrr", "recall@1", "recall@5"):
+            out |= {f"{key}_before": self.before[key], f"{key}_after": self.after[key]}
+        return out | {
+            "wins": self.wins,
+            "kept": self.kept,
+            "output": self.output,
+            "seconds": self.seconds,
+        }
+
+
+def adapt_embedder(
+    embedder: SentenceTransformerEmbedder,
+    base: str,
+    docs: Path,
+    conversations: list[tuple[str, str, str]],
+    output: Path,
+    *,
+    chunk_tokens: int,
+    chunk_overlap: int,
+    chunk_headers: bool = True,
+    eval_questions: Path | None = None,
+    min_score: float = 0.5,
+    eval_fraction: float = 0.3,
+    config: TrainConfig | None = None,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> AdaptReport:
+    """Train ``base`` (the model ``embedder`` runs) on pairs mined from ``conversations``
+    ((id, question, agent answer)) and the passages of ``docs``; write it to ``output`` only
+    if it wins on the held-out questions (and ``eval_questions``), or with ``force``."""
+    started = time.perf_counter()
+    count = embedder.count_tokens
+    passages = collect_passages([docs], count, chunk_tokens, chunk_overlap, chunk_headers)
+    if not passages:
+        raise RetrievalError(f"no readable documents in '{docs}'")
+    log(f"{len(passages)} passages from {docs}; embedding them with {embedder.name}")
+    passage_vectors = _vectors(embedder, [p.text for p in passages])
+    pairs = mine_pairs(
+        conversations, passages, passage_vectors, lambda t: _vectors(embedder, t), min_score
+    )
+    train_pairs, held_pairs = split(pairs, eval_fraction)
+    log(
+        f"{len(pairs)} pairs from {len(conversations)} conversations "
+        f"({len(train_pairs)} to train, {len(held_pairs)} held out)"
+    )
+    probes = [Probe(p.query, frozenset({passages[p.positive].source})) for p in held_pairs]
+    if eval_questions is not None:
+        probes += [Probe(q.text, q.gold) for q in load_questions(eval_questions)]
+    if not probes:
+        raise RetrievalError("nothing to judge the new model on: no held-out pairs and no --eval")
+
+    def judge(model: Embedder) -> dict:
+        vectors = passage_vectors if model is embedder else None
+        return _judge(model, passages, probes, vectors)
+
+    before = judge(embedder)
+    negatives = hard_negatives(
+        _vectors(embedder, [p.query for p in train_pairs], query=True),
+        passage_vectors,
+        passages,
+        train_pairs,
+    )
+    triplets = [
+        (p.query, passages[p.positive].text, passages[n].text)
+        for p, n in zip(train_pairs, negatives, strict=True)
+    ]
+    with tempfile.TemporaryDirectory(prefix="embeddings-") as tmp:
+        trained = Path(tmp) / "model"
+        log(f"training on {len(triplets)} (question, passage, hard negative) triplets")
+        train(base, triplets, trained, config or TrainConfig(), progress=progress)
+        after = judge(
+            SentenceTransformerEmbedder(
+                str(trained),
+                query_prefix=embedder.query_prefix,
+                passage_prefix=embedder.passage_prefix,
+            )
+        )
+        wins = after["mrr"] > before["mrr"] and after["recall@5"] >= before["recall@5"]
+        kept = wins or force
+        if kept:
+            shutil.copytree(trained, output, dirs_exist_ok=True)
+    return AdaptReport(
+        embedder.name, len(passages), len(conversations), len(pairs), len(train_pairs),
+        len(probes), before, after, wins, kept, str(output) if kept else None,
+        round(time.perf_counter() - started, 1),
+    )  # fmt: skip
+
+
+def _vectors(model: Embedder, texts: list[str], query: bool = False) -> np.ndarray:
+    encode = model.embed_query if query else model.embed
+    return np.asarray(encode(texts), dtype=np.float32).reshape(len(texts), -1)
+
+
+def _judge(
+    model: Embedder,
+    passages: list[Passage],
+    probes: list[Probe],
+    passage_vectors: np.ndarray | None = None,
+) -> dict:
+    """``score`` of ``model`` on the probes (passage vectors embedded unless given)."""
+    if passage_vectors is None:
+        passage_vectors = _vectors(model, [p.text for p in passages])
+    return score(
+        _vectors(model, [p.query for p in probes], query=True), passage_vectors, passages, probes
+    )

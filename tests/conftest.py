@@ -54,7 +54,7 @@ def tiny_model(tmp_path_factory) -> Path:
     """A 2-layer Llama (head size 64) with its own tokenizer, trained for a few seconds."""
     from dataclasses import replace
 
-    from assistant.corpus import demo_corpus
+    from finetune.corpus import demo_corpus
     from finetune.demo_model import SIZES, build_demo_model
 
     out = tmp_path_factory.mktemp("models") / "tiny"

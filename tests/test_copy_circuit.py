@@ -67,19 +67,19 @@ def test_a_model_with_the_circuit_quotes_without_training():
 
 def test_training_changes_the_rest_and_keeps_the_circuit():
     from finetune.copy_circuit import freeze, install
-    from finetune.demo_model import _optimise, _schedule
+    from finetune.demo_steps import optimise, schedule
 
     model = small_model()
     fixed = install(model, seed=0)
     partly = freeze(fixed)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    optimizer, scheduler = _schedule(model, 3e-3, 4, 0.1, partly)
+    optimizer, scheduler = schedule(model, 3e-3, 4, 0.1, partly)
     for seed in range(100, 104):  # quoting examples other than the measured ones
         ids, positions, _ = quote_task(seed, context=120)
         labels = [-100] * len(ids)  # loss on the quote, as the grounded task has it
         for p in positions:
             labels[p + 1] = ids[p + 1]
-        _optimise(model, optimizer, scheduler, torch.tensor([ids]), torch.tensor([labels]))
+        optimise(model, optimizer, scheduler, torch.tensor([ids]), torch.tensor([labels]))
     for f in fixed:
         assert torch.equal(f.param.data[f.mask], f.values)
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]

@@ -149,7 +149,7 @@ def test_served_by_vllm_it_quotes_as_it_does_in_transformers(answer, indexed, tm
     import openai
 
     from assistant.evaluation.text import cited
-    from finetune.demo_model import install_shipped
+    from finetune.demo_shipped import install_shipped
     from tests.conftest import start_serve, stop_serve
 
     settings, _ = indexed

@@ -14,7 +14,10 @@ import pytest
 
 from assistant.chat.grounding import Grounder
 from assistant.chat.prompt import PromptBuilder
-from assistant.demo_training import (
+from assistant.evaluation.text import cited
+from finetune.demo_model import CHECKSUMS, MARKER, SHIPPED
+from finetune.demo_shipped import install_shipped, verify_checksums, write_checksums
+from finetune.demo_training import (
     ABSTAIN,
     Question,
     answer_sentences,
@@ -23,16 +26,8 @@ from assistant.demo_training import (
     lead_sentence,
     transcript_questions,
 )
-from assistant.evaluation.text import cited, split_sentences
-from finetune.demo_model import (
-    CHECKSUMS,
-    MARKER,
-    SHIPPED,
-    install_shipped,
-    verify_checksums,
-    write_checksums,
-)
 from finetune.errors import FinetuneError
+from retrieval.text import split_sentences
 from tests.conftest import ROOT
 
 VPN = (
@@ -105,7 +100,7 @@ def test_questions_come_from_headings_sentences_and_transcripts():
 
 
 def test_examples_are_the_gateways_prompt_and_the_top_sources_opening(monkeypatch):
-    import assistant.demo_training as dt
+    import finetune.demo_training as dt
 
     monkeypatch.setattr(dt, "UNGROUNDED_SHARE", 0.0)
     g = grounder()

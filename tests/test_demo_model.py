@@ -58,7 +58,7 @@ def test_empty_corpus_is_refused(tmp_path):
 def test_copy_examples_quote_a_span_of_their_context_with_loss_on_the_quote_only(tiny_model):
     from transformers import AutoTokenizer
 
-    from finetune.demo_model import COPY_PROMPT, copy_examples
+    from finetune.demo_steps import COPY_PROMPT, copy_examples
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     stream = tok("The VPN client shows TP-204 when the certificate expired. " * 40)["input_ids"]

@@ -2,14 +2,10 @@
 
 import pytest
 
-from assistant.engine.supervisor import (
-    EngineConfig,
-    EngineProcess,
-    check_adapters,
-    check_model_source,
-    engine_config,
-    explain_failure,
-)
+from assistant.engine.checks import check_adapters, check_model_source
+from assistant.engine.config import EngineConfig, engine_config
+from assistant.engine.failures import explain_failure
+from assistant.engine.supervisor import EngineProcess
 from assistant.errors import UserError
 from assistant.settings import load_settings
 
@@ -93,7 +89,7 @@ def test_the_engine_inherits_no_assistant_secrets(monkeypatch):
 def test_ports_are_checked_on_ipv4_and_ipv6():
     import socket
 
-    from assistant.engine.supervisor import check_port_free, url_host
+    from assistant.engine.checks import check_port_free, url_host
     from assistant.errors import UserError
 
     with socket.socket() as taken:

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from assistant.engine.supervisor import EngineConfig, EngineProcess
+from assistant.engine.config import EngineConfig
+from assistant.engine.supervisor import EngineProcess
 
 FAKE_ENGINE = """
 import http.server, sys

@@ -22,8 +22,9 @@ from assistant.evaluation.metrics import (
     score_answer,
     summarize,
 )
-from assistant.evaluation.text import cited, says_unknown, split_sentences
+from assistant.evaluation.text import cited, says_unknown
 from retrieval.retriever import Hit
+from retrieval.text import split_sentences
 from tests.fakes import FakeIndex, ScriptedUpstream
 
 VPN = {

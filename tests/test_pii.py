@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from finetune import pii
-from finetune.pii import Scrubber, ScrubReport, names_from_emails
+from finetune import given_names
+from finetune.pii import Scrubber, ScrubReport
+from finetune.pii_names import names_from_emails
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,20 +206,21 @@ def test_a_card_is_no_phone_and_an_iban_keeps_the_next_word():
 
 def test_the_given_names_load_lazily_once():
     code = (
-        "import sys, finetune.pii as p; "
+        "import sys, finetune.pii as p, finetune.given_names as g; "
         "assert not any(m.startswith(('names_dataset', 'stdnum')) for m in sys.modules); "
         "p.Scrubber().scrub('tell Priya'); p.Scrubber().scrub('ask Marcus'); "
-        "assert p._given_names.cache_info().misses == 1"
+        "assert g.given_names.cache_info().misses == 1"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_the_given_name_list():
     # the shared cache: derived from names-dataset at most once (the first run on a machine)
-    names = pii._given_names()
+    names = given_names.given_names()
     assert 50_000 < len(names) <= 100_000
     assert all(name == name.lower() and 1 <= rank <= 1000 for name, rank in names.items())
-    assert names["priya"] <= pii._POPULAR_RANK and names["jürgen"] <= pii._POPULAR_RANK
+    popular = given_names.POPULAR_RANK
+    assert names["priya"] <= popular and names["jürgen"] <= popular
     assert "outlook" not in names and "printer" not in names
 
 
@@ -244,23 +246,23 @@ def small_dataset(monkeypatch, tmp_path):
 
     monkeypatch.setattr(names_dataset, "NameDataset", NameDataset)
     cache = tmp_path / "cache" / "names.json.gz"
-    monkeypatch.setenv(pii.NAMES_CACHE_ENV, str(cache))
-    pii._given_names.cache_clear()
+    monkeypatch.setenv(given_names.NAMES_CACHE_ENV, str(cache))
+    given_names.given_names.cache_clear()
     yield cache
-    pii._given_names.cache_clear()  # the next test loads the shared cache again
+    given_names.given_names.cache_clear()  # the next test loads the shared cache again
 
 
 def test_the_given_names_are_cached_and_reused(small_dataset, monkeypatch):
-    assert pii.names_cache_path() == small_dataset
+    assert given_names.names_cache_path() == small_dataset
     expected = {"priya": 20, "jean-luc": 700}
-    assert pii._given_names() == expected
+    assert given_names.given_names() == expected
     assert small_dataset.exists() and list(small_dataset.parent.iterdir()) == [small_dataset]
     assert gzip.decompress(small_dataset.read_bytes()).startswith(b'{"format":1,')
 
     # read back, not derived again: in this process, and in a new one without names_dataset
-    pii._given_names.cache_clear()
-    monkeypatch.setattr(pii, "_derive_given_names", lambda: pytest.fail("derived again"))
-    assert pii._given_names() == expected
+    given_names.given_names.cache_clear()
+    monkeypatch.setattr(given_names, "_derive_given_names", lambda: pytest.fail("derived again"))
+    assert given_names.given_names() == expected
     code = (
         "import sys, finetune.pii as p; "
         "assert p.Scrubber().scrub('tell Jean-Luc') == 'tell <NAME>'; "
@@ -277,12 +279,12 @@ def test_the_given_names_are_cached_and_reused(small_dataset, monkeypatch):
 def test_a_damaged_or_outdated_cache_is_rebuilt(small_dataset, content):
     small_dataset.parent.mkdir()
     small_dataset.write_bytes(content)
-    assert pii._given_names() == {"priya": 20, "jean-luc": 700}
-    assert json.loads(gzip.decompress(small_dataset.read_bytes()))["rule"] == pii._NAMES_RULE
+    assert given_names.given_names() == {"priya": 20, "jean-luc": 700}
+    assert json.loads(gzip.decompress(small_dataset.read_bytes()))["rule"] == given_names.NAMES_RULE
 
 
 def test_an_unwritable_cache_keeps_the_names_in_memory(small_dataset, caplog):
     small_dataset.parent.write_text("a file where the cache folder should be")
-    assert pii._given_names() == {"priya": 20, "jean-luc": 700}
+    assert given_names.given_names() == {"priya": 20, "jean-luc": 700}
     assert "kept in memory only" in caplog.text
     assert Scrubber().scrub("ask Jean-Luc") == "ask <NAME>"

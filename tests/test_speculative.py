@@ -8,13 +8,9 @@ import sys
 
 import pytest
 
-from assistant.engine.supervisor import (
-    EngineConfig,
-    EngineProcess,
-    check_speculative,
-    engine_config,
-    explain_failure,
-)
+from assistant.engine.config import EngineConfig, check_speculative, engine_config
+from assistant.engine.failures import explain_failure
+from assistant.engine.supervisor import EngineProcess
 from assistant.errors import UserError
 from assistant.settings import load_settings
 from tests.conftest import free_port

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from retrieval.text import passage_body
+
 TEMPLATES = Path(__file__).parent / "templates" / "grounding.yaml"
 FOLLOW_UP_WORDS = 12  # a last question this short is read together with the one before
 
@@ -105,12 +107,3 @@ def format_sources(passages: list[Passage]) -> str:
             heading = f"{p.title} > {heading}"
         blocks.append(f"[{p.rank}] {heading} ({where})\n{passage_body(p.text)}")
     return "\n\n".join(blocks)
-
-
-def passage_body(text: str) -> str:
-    """A passage without the heading lines it opens with ("## Public places"): the source's
-    header line already names its section, and the text starts with what it says."""
-    lines = text.strip().splitlines()
-    while len(lines) > 1 and (lines[0].lstrip().startswith("#") or not lines[0].strip()):
-        lines.pop(0)
-    return "\n".join(lines).strip()

@@ -15,53 +15,77 @@ import typer
 
 from assistant.cli.common import JsonOpt, echo_err
 from assistant.errors import UserError
+from assistant.evaluation import harness as ev
+from assistant.evaluation import metrics as am
+from assistant.evaluation.report import compare as compare_runs
+from assistant.evaluation.report import (
+    compare_table,
+    failures,
+    read_summary,
+    table,
+    write_run,
+)
+from retrieval.embeddings import SentenceTransformerEmbedder
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # the default of `assistant serve`
+THRESHOLDS = {
+    "support_cosine": am.SUPPORT_COSINE,
+    "support_overlap": am.SUPPORT_OVERLAP,
+    "relevant_cosine": am.RELEVANT_COSINE,
+}
+
+
+QuestionsOpt = typer.Option(
+    [],
+    "--questions",
+    help='JSONL: {"question": ..., "gold": [file names]}; "gold": [] marks a question '
+    "the docs do not answer (data/eval/off-topic.jsonl). Repeat to ask several files.",
+)
+ModelOpt = typer.Option(
+    None,
+    help="Instead of --url: start `assistant serve --model M` on a free port for the "
+    "run and stop it after.",
+)
+ServedModelOpt = typer.Option(
+    None,
+    "--served-model",
+    help="Model or adapter name to ask [the first one /v1/models lists: the base model].",
+)
+ApiKeyOpt = typer.Option(
+    None, envvar="ASSISTANT_API_KEY", help="Key for the server's /v1 routes, if it wants one."
+)
+JudgeUrlOpt = typer.Option(
+    None,
+    help="OpenAI-compatible server of a judge model: it then decides, sentence by "
+    "source, whether a source supports a sentence (yes/no), instead of the embedder.",
+)
+JudgeApiKeyOpt = typer.Option(None, envvar="ASSISTANT_JUDGE_API_KEY", help="Key for --judge-url.")
+OutOpt = typer.Option(
+    None, help="Folder for answers.jsonl, summary.json, summary.md and summary.png."
+)
+CompareOpt = typer.Option(
+    None,
+    "--compare",
+    metavar="A B",
+    help="Show two earlier runs (summary.json files or --out folders) side by side with "
+    "B - A, e.g. base model against adapter; asks nothing.",
+)
 
 
 def eval_answers(
-    questions: list[Path] = typer.Option(
-        [],
-        "--questions",
-        help='JSONL: {"question": ..., "gold": [file names]}; "gold": [] marks a question '
-        "the docs do not answer (data/eval/off-topic.jsonl). Repeat to ask several files.",
-    ),
+    questions: list[Path] = QuestionsOpt,
     url: str | None = typer.Option(None, help=f"Running server to ask [{DEFAULT_URL}]."),
-    model: str | None = typer.Option(
-        None,
-        help="Instead of --url: start `assistant serve --model M` on a free port for the "
-        "run and stop it after.",
-    ),
-    served_model: str | None = typer.Option(
-        None,
-        "--served-model",
-        help="Model or adapter name to ask [the first one /v1/models lists: the base model].",
-    ),
-    api_key: str | None = typer.Option(
-        None, envvar="ASSISTANT_API_KEY", help="Key for the server's /v1 routes, if it wants one."
-    ),
+    model: str | None = ModelOpt,
+    served_model: str | None = ServedModelOpt,
+    api_key: str | None = ApiKeyOpt,
     k: int = typer.Option(4, min=1, max=50, help="Passages retrieved per question."),
     max_tokens: int = typer.Option(256, min=1, help="Most tokens per answer."),
     timeout: float = typer.Option(180.0, min=1, help="Seconds to wait for one answer."),
-    judge_url: str | None = typer.Option(
-        None,
-        help="OpenAI-compatible server of a judge model: it then decides, sentence by "
-        "source, whether a source supports a sentence (yes/no), instead of the embedder.",
-    ),
+    judge_url: str | None = JudgeUrlOpt,
     judge_model: str | None = typer.Option(None, help="The judge model's name at --judge-url."),
-    judge_api_key: str | None = typer.Option(
-        None, envvar="ASSISTANT_JUDGE_API_KEY", help="Key for --judge-url."
-    ),
-    out: Path | None = typer.Option(
-        None, help="Folder for answers.jsonl, summary.json, summary.md and summary.png."
-    ),
-    compare: tuple[Path, Path] | None = typer.Option(
-        None,
-        "--compare",
-        metavar="A B",
-        help="Show two earlier runs (summary.json files or --out folders) side by side with "
-        "B - A, e.g. base model against adapter; asks nothing.",
-    ),
+    judge_api_key: str | None = JudgeApiKeyOpt,
+    out: Path | None = OutOpt,
+    compare: tuple[Path, Path] | None = CompareOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Measure answers: citations, support by the sources, relevance, abstention, latency.
@@ -92,33 +116,15 @@ def eval_answers(
         raise UserError("give --url (a running server) or --model (one started for the run)")
     if bool(judge_url) != bool(judge_model):
         raise UserError("--judge-url and --judge-model go together")
-    from assistant.evaluation import harness as ev
-    from assistant.evaluation import metrics as am
-    from assistant.evaluation.report import failures, table, write_run
-    from retrieval.embeddings import SentenceTransformerEmbedder
-
-    asked, problems = [], []
-    for path in questions:
-        found, broken = ev.load_questions(path)
-        asked += found
-        problems += broken
-    for problem in problems:
-        echo_err(problem)
-    if not asked:
-        raise UserError("no questions to ask in " + ", ".join(map(str, questions)))
+    asked, problems = _questions(questions)
     embedder = ev.LazyEmbedder(lambda: SentenceTransformerEmbedder(am.EMBEDDER_MODEL))
     server = ev.started_server(model, echo_err) if model else nullcontext(url or DEFAULT_URL)
     with server as base:
         asker = ev.Asker(base, api_key, k, max_tokens, timeout)
         name = served_model or _served_model(asker, ev.describe)
         if judge_url:
-            ask = ev.judge(
-                judge_url,
-                judge_model,
-                judge_api_key,
-                timeout,
-                judge_url.rstrip("/") == base.rstrip("/"),
-            )
+            same = judge_url.rstrip("/") == base.rstrip("/")
+            ask = ev.judge(judge_url, judge_model, judge_api_key, timeout, same)
             support = am.JudgeSupport(ask, judge_model)
         else:
             support = am.EmbedderSupport(embedder)
@@ -137,11 +143,13 @@ def eval_answers(
         k=k,
     )
     if not judge_url:
-        summary["thresholds"] = {
-            "support_cosine": am.SUPPORT_COSINE,
-            "support_overlap": am.SUPPORT_OVERLAP,
-            "relevant_cosine": am.RELEVANT_COSINE,
-        }
+        summary["thresholds"] = dict(THRESHOLDS)
+    _report(records, summary, out, as_json, base)
+
+
+def _report(records: list, summary: dict, out: Path | None, as_json: bool, base: str) -> None:
+    """Write the run (with --out), print failures and the summary; exit 1 when the server
+    answered nothing."""
     if out is not None:
         write_run(out, records, summary, echo_err)
     for line in failures(records):
@@ -155,6 +163,20 @@ def eval_answers(
         sys.exit(1)
 
 
+def _questions(paths: list[Path]) -> tuple[list[ev.Question], list[str]]:
+    """The questions of every file, and the broken lines (reported here)."""
+    asked, problems = [], []
+    for path in paths:
+        found, broken = ev.load_questions(path)
+        asked += found
+        problems += broken
+    for problem in problems:
+        echo_err(problem)
+    if not asked:
+        raise UserError("no questions to ask in " + ", ".join(map(str, paths)))
+    return asked, problems
+
+
 def _served_model(asker, describe) -> str:
     try:
         return asker.served_model()
@@ -164,10 +186,8 @@ def _served_model(asker, describe) -> str:
 
 
 def _compare(a: Path, b: Path, as_json: bool) -> None:
-    from assistant.evaluation.report import compare, compare_table, read_summary
-
     first, second = read_summary(a), read_summary(b)
-    rows = compare(first, second)
+    rows = compare_runs(first, second)
     if as_json:
         print(json.dumps({"a": str(a), "b": str(b), "metrics": rows}))
     else:

@@ -212,7 +212,12 @@ def eval_retrieval(
     if as_json:
         print(json.dumps(summary))
         return
-    typer.echo(f"{len(asked)} questions, top {k} passages, {report.chunks} chunks")
+    _print_results(results, len(asked), k, report.chunks, main_mode)
+
+
+def _print_results(results: dict, asked: int, k: int, chunks: int, main_mode: str) -> None:
+    """eval-retrieval's table, one row per mode, and the questions the main mode missed."""
+    typer.echo(f"{asked} questions, top {k} passages, {chunks} chunks")
     typer.echo(f"{'mode':<9}{'recall@1':>10}{'recall@5':>10}{'MRR':>8}{'ms/query':>10}")
     for m, r in results.items():
         typer.echo(
@@ -235,104 +240,9 @@ from assistant.cli.report import report  # noqa: E402 - its own file, listed her
 app.command("report")(report)
 
 
-@app.command("demo-model")
-def demo_model(
-    output: Path = typer.Option(Path(".assistant/demo-model"), help="Folder to write."),
-    rebuild: bool = typer.Option(
-        False,
-        "--rebuild",
-        help="Train it here instead of copying the shipped weights (about 30 minutes on "
-        "2 CPU cores; the same recipe as the shipped build).",
-    ),
-    transcripts: Path = typer.Option(Path("data/transcripts"), help="Training conversations."),
-    docs: Path = typer.Option(Path("data/docs"), help="Training documents."),
-    size: str = typer.Option(
-        "grounded",
-        help="grounded (the demo: shipped, or --rebuild, about 30 minutes), small (the language "
-        "model alone, minutes, does not cite) or tiny (tests, seconds).",
-    ),
-    max_steps: int | None = typer.Option(
-        None, help="Language-model steps [grounded 0, small 450]."
-    ),
-    sft_steps: int | None = typer.Option(
-        None,
-        help="Steps on the grounded task (sources + question -> cited answer) [grounded 800].",
-    ),
-    seed: int = typer.Option(0, help="Random seed."),
-    force: bool = typer.Option(False, "--force", help="Replace a model already in --output."),
-    config: Path | None = ConfigOpt,
-    as_json: bool = JsonOpt,
-) -> None:
-    """Put the offline demo model in --output: a small Llama model that answers from the
-    numbered sources the gateway gives it, quoting the opening sentence of source [1] (the
-    passage the search ranked first) and citing it as [1], or, with no sources, saying the
-    documentation does not cover the question.
+from assistant.cli.demo_model import demo_model  # noqa: E402 - its own file, listed here
 
-    By default the weights shipped in the package are copied (checked against their
-    SHA256SUMS). --rebuild trains it from data/docs and data/transcripts with the same
-    recipe: an index of the docs as the server builds it (embedding model and retrieval
-    settings from --config / ASSISTANT_*), questions made from headings, sentences and the
-    transcripts, each grounded as the gateway would, then training. Never from data/eval.
-    A demo, not an assistant: it can only quote.
-    """
-    from finetune.demo_model import MARKER, SHIPPED, SIZES, is_built
-
-    if size not in SIZES:
-        raise UserError(f"--size must be one of {', '.join(SIZES)}, not '{size}'")
-    if is_built(output) and not (force or rebuild):
-        report = json.loads((output / MARKER).read_text())
-        typer.echo(f"demo model already built in {output} (use --force to replace it)", err=True)
-        emit({"output": str(output), "built": False, **_flat(report)}, as_json)
-        return
-    custom = max_steps is not None or sft_steps is not None or seed != 0
-    if size == "grounded" and not rebuild and not custom:
-        if (SHIPPED / MARKER).is_file():
-            from finetune.demo_model import install_shipped
-
-            report = install_shipped(output)
-            echo_err(f"demo model copied to {output} (checksums verified)")
-            emit({"output": str(output), "built": True, "shipped": True, **_flat(report)}, as_json)
-            return
-        echo_err(
-            "no shipped demo model in this checkout: training the small one (minutes; it does "
-            "not cite). `--rebuild` trains the grounded one (about 30 minutes)."
-        )
-        size = "small"
-    from dataclasses import replace
-
-    from assistant.corpus import demo_corpus
-    from finetune.demo_model import build_demo_model, write_checksums
-
-    conversations, documents = demo_corpus(transcripts, docs)
-    recipe = SIZES[size]
-    recipe = replace(
-        recipe,
-        seed=seed,
-        max_steps=recipe.max_steps if max_steps is None else max_steps,
-        sft_steps=recipe.sft_steps if sft_steps is None else sft_steps,
-    )
-    grounded = []
-    if recipe.sft_steps:
-        from assistant.demo_training import grounded_corpus
-
-        settings = load(config)
-        grounded = grounded_corpus(settings, docs, transcripts, seed=seed, log=echo_err)
-        grounded = grounded.conversations
-    report = build_demo_model(
-        output,
-        conversations,
-        documents,
-        recipe,
-        grounded=grounded,
-        progress=not as_json,
-        log=echo_err,
-    )
-    write_checksums(output)
-    emit({"output": str(output), "built": True, "shipped": False, **_flat(report)}, as_json)
-
-
-def _flat(report: dict) -> dict:
-    return {k: v for k, v in report.items() if not isinstance(v, dict)}
+app.command("demo-model")(demo_model)
 
 
 BENCH_SCRIPTS = {
@@ -360,7 +270,7 @@ def bench(
 
     if kind not in BENCH_SCRIPTS:
         raise UserError(f"KIND must be serve, retrieval or finetune, not '{kind}'")
-    script = Path(__file__).resolve().parents[1] / "bench" / BENCH_SCRIPTS[kind]
+    script = Path(__file__).resolve().parents[2] / "bench" / BENCH_SCRIPTS[kind]
     if not script.is_file():
         raise UserError(f"'{script}' is missing: benchmarks run from a source checkout")
     sys.argv = [f"assistant bench {kind}", *(a for a in ctx.args if a != "--json")]

@@ -2,199 +2,25 @@
 
 The child listens on a private loopback port. ``EngineProcess`` starts it, waits until it
 answers ``/health``, restarts it with backoff when it dies, and turns the usual start-up
-failures (missing model, no memory for the KV cache) into one clear sentence.
+failures (missing model, no memory for the KV cache) into one clear sentence
+(``failures``). Its configuration is ``config.EngineConfig``; ``checks`` run first.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import importlib.util
-import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
 
+from assistant.engine.checks import check_adapters, check_model_source, free_port
+from assistant.engine.config import EngineConfig, check_speculative
+from assistant.engine.failures import explain_failure
 from assistant.errors import UserError
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """What the vLLM child needs; built from Settings by ``engine_config``."""
-
-    model: str
-    served_name: str
-    adapters: dict[str, str] = field(default_factory=dict)
-    port: int = 0
-    max_model_len: int = 2048
-    gpu_memory_utilization: float = 0.25
-    kv_cache_space_gib: int | None = None
-    enable_prefix_caching: bool = True
-    max_lora_rank: int = 16
-    max_loras: int = 4
-    dtype: str = "auto"
-    extra_args: tuple[str, ...] = ()
-    speculative_config: str | None = None  # JSON for vLLM's --speculative-config
-    start_timeout_s: float = 600
-    log_file: Path = Path(".assistant/logs/vllm.log")
-
-
-def engine_config(settings) -> EngineConfig:
-    return EngineConfig(
-        model=settings.model_path,
-        served_name=settings.model_name,
-        adapters=dict(settings.adapters),
-        port=settings.engine_port,
-        max_model_len=settings.max_model_len,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        kv_cache_space_gib=settings.kv_cache_space_gib,
-        enable_prefix_caching=settings.enable_prefix_caching,
-        max_lora_rank=settings.max_lora_rank,
-        max_loras=settings.max_loras,
-        dtype=settings.dtype,
-        extra_args=tuple(settings.engine_extra_args),
-        speculative_config=speculative_config(settings.speculative, settings.speculative_tokens),
-        start_timeout_s=settings.engine_start_timeout_s,
-        log_file=settings.logs_dir / "vllm.log",
-    )
-
-
-# Prompt lookup: a draft is the continuation of the last 2-4 answer tokens where they
-# occur earlier in the prompt, i.e. in a retrieved source the answer is quoting.
-NGRAM_LOOKUP = {"prompt_lookup_min": 2, "prompt_lookup_max": 4}
-
-
-def speculative_config(choice: str, tokens: int = 4) -> str | None:
-    """The JSON for vLLM's --speculative-config from the ``speculative`` setting."""
-    if choice == "off":
-        return None
-    if choice == "ngram":
-        return json.dumps({"method": "ngram", "num_speculative_tokens": tokens, **NGRAM_LOOKUP})
-    if choice == "suffix":
-        return json.dumps({"method": "suffix", "num_speculative_tokens": tokens})
-    return choice  # a JSON object, validated by Settings, passed through
-
-
-def check_speculative(config: EngineConfig) -> None:
-    """Refuse, before vLLM starts, the speculative set-ups known not to run."""
-    if config.speculative_config is None:
-        return
-    if "--speculative-config" in config.extra_args:
-        raise UserError(
-            "speculative decoding is set twice, by ASSISTANT_SPECULATIVE and by "
-            "--speculative-config in ASSISTANT_ENGINE_EXTRA_ARGS; keep one"
-        )
-    method = json.loads(config.speculative_config).get("method")
-    if method == "suffix" and importlib.util.find_spec("arctic_inference") is None:
-        raise UserError(
-            "ASSISTANT_SPECULATIVE=suffix needs the arctic-inference package, which is not "
-            "installed (vLLM's suffix decoding lives in it); use ASSISTANT_SPECULATIVE=ngram "
-            "or off"
-        )
-
-
-def check_model_source(model: str) -> None:
-    """A local-looking model path must exist and hold a config; hub ids pass through."""
-    path = Path(model)
-    looks_local = path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
-    if not looks_local:
-        return
-    path = path.expanduser()
-    if not path.is_dir():
-        raise UserError(f"model folder '{model}' does not exist")
-    if not (path / "config.json").is_file():
-        raise UserError(f"'{model}' is not a model folder (no config.json in it)")
-
-
-def check_adapters(adapters: dict[str, str]) -> None:
-    for name, folder in adapters.items():
-        if not (Path(folder) / "adapter_config.json").is_file():
-            raise UserError(f"adapter '{name}': '{folder}' has no adapter_config.json")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def check_port_free(host: str, port: int) -> None:
-    """One sentence when ``host:port`` cannot be listened on (IPv4 or IPv6, e.g. ``::1``)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror:
-        raise UserError(f"'{host}' is not an address this machine can listen on") from None
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise UserError(
-                    f"port {port} on {host} is already in use; choose another with --port"
-                ) from None
-            raise UserError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
-
-
-def url_host(host: str) -> str:
-    """A host as it goes in a URL: IPv6 addresses in brackets (``[::1]``)."""
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-# Lines in vLLM's log that name a start-up failure, and the advice we give for each.
-_KNOWN_FAILURES = [
-    (
-        ("no available memory for the cache blocks", "kv cache", "insufficient memory",
-         "not enough memory", "out of memory", "cannot allocate memory"),
-        "vLLM could not reserve memory for the KV cache; lower ASSISTANT_KV_CACHE_SPACE_GIB, "
-        "ASSISTANT_GPU_MEMORY_UTILIZATION or ASSISTANT_MAX_MODEL_LEN",
-    ),
-    (
-        ("repository not found", "we couldn't connect", "offline mode is enabled",
-         "does not appear to have a file named", "is not a local folder"),
-        "vLLM could not load the model: it is neither a local folder nor reachable on the hub",
-    ),
-    (("address already in use",), "vLLM's port is already in use"),
-]  # fmt: skip
-# The line of a Python exception as a traceback ends: "ValueError: ...", "pydantic...Error: ..."
-_EXCEPTION = re.compile(r"^(\(\w+ pid=\d+\) )?[\w.]*(Error|Exception): ")
-
-
-# Words in vLLM's final exception that put the blame on speculative decoding.
-_SPECULATIVE_WORDS = ("speculative", "spec_decode", "suffix decoding", "arctic", "ngram", "draft")
-
-
-def explain_failure(log_tail: str) -> str:
-    """One sentence for a failed start: our advice, and vLLM's own words for the cause."""
-    lines = [line.strip() for line in log_tail.splitlines()]
-    # An engine process's exception is followed by the server's generic "Engine core
-    # initialization failed": look at every exception raised, not only the last.
-    raised = [i for i, line in enumerate(lines) if _EXCEPTION.match(line)]
-    blamed = [i for i in raised if any(w in lines[i].lower() for w in _SPECULATIVE_WORDS)]
-    if blamed:
-        said = lines[blamed[-1]]
-        if "validation error" in said and blamed[-1] + 1 < len(lines):  # pydantic: the reason
-            said += ": " + lines[blamed[-1] + 1].split(" [type=")[0]  # is on the next line
-        return (
-            "vLLM cannot run the speculative decoding set in ASSISTANT_SPECULATIVE with this "
-            f"backend, model or LoRA adapters; set ASSISTANT_SPECULATIVE=off (vLLM said: "
-            f"{said[:300]})"
-        )
-    for needles, advice in _KNOWN_FAILURES:
-        hits = [line for line in lines if any(n in line.lower() for n in needles)]
-        if hits:
-            return f"{advice} (vLLM said: {hits[-1][:300]})"
-    errors = [line for line in lines if "error" in line.lower() and not line.startswith("File ")]
-    last = f": {errors[-1][:300]}" if errors else ""
-    return "vLLM exited during start-up" + last
 
 
 class EngineProcess:

@@ -16,15 +16,14 @@ from typing import Protocol
 
 from assistant.evaluation.text import (
     cited,
-    content_words,
     facts,
     is_claim,
     overlap,
     says_unknown,
-    split_sentences,
     strip_citations,
 )
 from retrieval.evaluation import is_gold
+from retrieval.text import content_words, split_sentences
 
 # Thresholds, chosen on the sample data alone by data/tools/support_thresholds.py (run it
 # to see the numbers; nothing from data/eval or any public set was used). Support: each

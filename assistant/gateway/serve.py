@@ -10,7 +10,7 @@ import urllib.request
 import uvicorn
 from fastapi import FastAPI
 
-from assistant.engine.supervisor import check_port_free, url_host
+from assistant.engine.checks import check_port_free, url_host
 from assistant.errors import UserError
 from assistant.escalation.tickets import build_connectors
 from assistant.gateway.app import create_app

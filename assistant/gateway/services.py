@@ -28,7 +28,8 @@ from assistant.chat.prompt import Index
 from assistant.chat.query_expansion import HydeExpander
 from assistant.chat.service import ChatService, ModelCatalog
 from assistant.chat.upstream import HttpUpstream, Upstream
-from assistant.engine.supervisor import EngineProcess, engine_config
+from assistant.engine.config import engine_config
+from assistant.engine.supervisor import EngineProcess
 from assistant.escalation.service import EscalationService
 from assistant.escalation.store import EscalationStore
 from assistant.escalation.tickets import Connector, build_connectors

@@ -33,6 +33,7 @@ from retrieval.chunking import Chunker  # noqa: E402
 from retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.indexer import IndexReport, scan  # noqa: E402
 from retrieval.loaders import load  # noqa: E402
+from retrieval.text import content_words, split_sentences  # noqa: E402
 
 GRID = [round(0.05 * i, 2) for i in range(2, 19)]
 
@@ -116,7 +117,7 @@ def pairs(embedder) -> dict[str, list]:
         found[sentence] = where[0]
     extractive = []
     for i, chunk in enumerate(pieces):
-        for sentence in text.split_sentences(chunk.text):
+        for sentence in split_sentences(chunk.text):
             if text.is_claim(sentence) and len(sentence.split()) >= 6:
                 words = sentence.split()
                 extractive += [
@@ -153,7 +154,7 @@ def support(embedder) -> None:
     for kind, items in pairs(embedder).items():
         checker.vectors([s for s, _ in items])
         scored[kind] = [
-            (v.cosine, v.overlap, text.facts(s) <= text.content_words(e.text))
+            (v.cosine, v.overlap, text.facts(s) <= content_words(e.text))
             for s, e in items
             for v in checker.check([s], [e])[0]
         ]

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assistant.errors import UserError
+from finetune.errors import FinetuneError
+from finetune.transcripts import ReadReport, read_transcripts
+from retrieval.indexer import IndexReport, scan
+from retrieval.loaders import LoadError, load
 
 
 def demo_corpus(transcripts: Path, docs: Path) -> tuple[list[list[dict]], list[str]]:
-    from finetune.transcripts import ReadReport, read_transcripts
-    from retrieval.indexer import IndexReport, scan
-    from retrieval.loaders import LoadError, load
-
     for path in (transcripts, docs):
         if not path.exists():
-            raise UserError(f"'{path}' does not exist")
+            raise FinetuneError(f"'{path}' does not exist")
     report = ReadReport()
     conversations = [c.messages for c in read_transcripts(transcripts, report)]
     documents = []

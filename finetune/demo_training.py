@@ -21,8 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from assistant.chat.prompt import passage_body
-from assistant.evaluation.text import LIST_MARK, content_words, split_sentences
+from retrieval.text import LIST_MARK, content_words, passage_body, split_sentences
 
 ABSTAIN = (
     "I don't know: the documentation I can search does not cover this. "
@@ -195,47 +194,3 @@ def _key_words(sentence: str, df: Counter, rng: random.Random) -> str:
 
 def _ask(key: str, rng: random.Random) -> str:
     return rng.choice(_TEMPLATES).format(k=key)
-
-
-def grounded_corpus(settings, docs, transcripts, *, seed: int = 0, log=print) -> TrainingSet:
-    """Index ``docs`` in a scratch store with ``settings``' retrieval, and build the training
-    set the way the gateway would ground each question."""
-    import tempfile
-    from pathlib import Path
-
-    from assistant.chat.grounding import Grounder
-    from assistant.corpus import demo_corpus
-    from assistant.knowledge.factories import index_into, make_embedder, make_retriever
-    from retrieval.manifest import get_all
-    from retrieval.progress import ConsoleObserver
-    from retrieval.store import open_client
-
-    conversations, _ = demo_corpus(Path(transcripts), Path(docs))
-    embedder = make_embedder(settings)
-    with tempfile.TemporaryDirectory(prefix="demo-train-") as scratch:
-        client = open_client(Path(scratch))
-        index_into(
-            settings, client, embedder, [Path(docs)], observer=ConsoleObserver(log, bar=False)
-        )
-        stored = get_all(
-            client.get_collection(settings.collection), include=["documents", "metadatas"]
-        )
-        chunks = [
-            (m["source"], m.get("section", ""), text)
-            for text, m in zip(stored["documents"], stored["metadatas"], strict=True)
-        ]
-        chunks.sort()
-        retriever = make_retriever(settings, client, embedder)
-        grounder = Grounder.from_settings(retriever, settings)
-        rng = random.Random(seed)
-        questions = doc_questions(chunks, rng) + transcript_questions(conversations)
-        log(f"{len(questions)} questions from {len(chunks)} passages and the transcripts")
-        result = build_training_set(
-            lambda q: retriever.search(q, settings.retrieval_k),
-            grounder.keep,
-            grounder.prompts.apply,
-            questions,
-            seed=seed,
-            log=log,
-        )
-    return result
