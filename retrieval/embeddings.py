@@ -16,6 +16,8 @@ import threading
 from functools import lru_cache
 from typing import Protocol
 
+from retrieval.errors import RetrievalError
+
 MINILM_IDS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
 
@@ -118,8 +120,6 @@ class SentenceTransformerEmbedder:
             model_class = _sentence_transformer_class()
             self.model = model_class(resolve_model(name), device=device or "cpu")
         except (OSError, ValueError) as exc:  # no such folder, not on the hub, hub offline
-            from retrieval.errors import RetrievalError
-
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RetrievalError(f"cannot load embedding model '{name}': {first}") from None
         self.tokenizer = self.model.tokenizer

@@ -6,7 +6,11 @@ import contextlib
 from pathlib import Path
 from urllib.parse import urlparse
 
+from retrieval.chunking import Chunker
 from retrieval.errors import RetrievalError
+from retrieval.indexer import Indexer
+from retrieval.loaders import LOADER_VERSION
+from retrieval.manifest import SUFFIX, Manifest, is_manifest
 
 
 def open_client(store_dir: Path | None = None, chroma_url: str | None = None):
@@ -36,8 +40,6 @@ def open_client(store_dir: Path | None = None, chroma_url: str | None = None):
 def check_name(name: str) -> str:
     """A collection name Chroma accepts and that is not one of the manifests."""
     import re
-
-    from retrieval.manifest import is_manifest
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]", name) or is_manifest(name):
         raise RetrievalError(
@@ -80,7 +82,6 @@ def check_dimension(collection, embedder) -> None:
 
 def drop_collection(client, name: str) -> None:
     """Delete a collection and its manifest; absent ones are fine."""
-    from retrieval.manifest import SUFFIX
 
     for each in (name, name + SUFFIX):
         # An absent collection raises (its type differs across Chroma versions): nothing to drop.
@@ -97,7 +98,6 @@ def stored_model(client, name: str) -> str | None:
 
 def describe(client) -> list[dict]:
     """Every docs collection: name, documents, live chunks, embedding model, last reindex."""
-    from retrieval.manifest import SUFFIX, Manifest, is_manifest
 
     out = []
     names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
@@ -131,9 +131,6 @@ def build_indexer(
     """An Indexer for ``collection``. ``full`` drops it first only when its embedding model
     differs (vectors of two models cannot share a collection); otherwise a full run
     re-embeds in place, so queries keep working while it runs."""
-    from retrieval.chunking import Chunker
-    from retrieval.indexer import Indexer
-    from retrieval.manifest import Manifest
 
     check_name(collection)
     if full and stored_model(client, collection) not in {None, embedder.name}:
@@ -153,7 +150,6 @@ def build_indexer(
 
 def index_recipe(chunk_tokens: int, overlap_tokens: int, headers: bool, prefix: str) -> str:
     """How files become vectors; part of every document's version (see ``Indexer``)."""
-    from retrieval.loaders import LOADER_VERSION
 
     return f"loader{LOADER_VERSION}|{chunk_tokens}/{overlap_tokens}|h{int(headers)}|{prefix}"
 

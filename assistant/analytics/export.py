@@ -14,6 +14,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from assistant.analytics.plots import write_pngs
+
 TABLES = ("summary", "daily", "top_sources", "content_gaps")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -113,7 +115,6 @@ def figures(report: dict) -> dict[str, dict]:
 
 def write_report(report: dict, out: Path, log: Callable[[str], None] = print) -> list[Path]:
     """report.json, one CSV per table and one PNG per figure (when matplotlib is there)."""
-    from assistant.analytics.plots import write_pngs
 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.json"]

@@ -32,7 +32,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from assistant.analytics.content_gaps import GapFinder, GapQuestion
+from assistant.analytics.sources import AnalyticsSources
+from assistant.analytics.vector_cache import VectorCache
 from assistant.errors import APIError
+from finetune.pii import Scrubber
 
 MAX_DAYS = 366
 TOP_SOURCES = 10
@@ -138,8 +141,6 @@ class AnalyticsService:
 
     def scrub(self, text: str) -> str:
         if self._scrub is None:
-            from finetune.pii import Scrubber
-
             self._scrub = Scrubber().scrub
         return self._scrub(text)
 
@@ -271,8 +272,6 @@ def make_analytics(settings, sources=None, *, embedder=None, index=None,
     """The analytics of ``settings``: over ``sources`` (default: the files in HOME), gaps
     clustered with ``embedder`` and matched to documents in ``index`` (either may be None),
     vectors cached in HOME/analytics-cache.sqlite."""
-    from assistant.analytics.sources import AnalyticsSources
-    from assistant.analytics.vector_cache import VectorCache
 
     cache = VectorCache(settings.analytics_cache_path, keep_days=settings.history_days or 366)
     gaps = GapFinder(

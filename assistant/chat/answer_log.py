@@ -33,6 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from assistant.storage.sqlite import SqliteStore, add_column, script
+from finetune.pii import Scrubber
 
 log = logging.getLogger("assistant")
 
@@ -85,7 +86,6 @@ def last_question(messages: list[dict]) -> str:
 
 
 def default_scrub() -> Callable[[str], str]:
-    from finetune.pii import Scrubber
 
     return Scrubber().scrub
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assistant.chat.schemas import load_json
 from assistant.errors import APIError
+from finetune.pii import Scrubber
 
 
 class FeedbackRequest(BaseModel):
@@ -74,7 +75,6 @@ class FeedbackService:
 
     def export_jsonl(self) -> str:
         """Training records, scrubbed of personal data (``finetune.pii``) on the way out."""
-        from finetune.pii import Scrubber
 
         scrubber = Scrubber()
         lines = []

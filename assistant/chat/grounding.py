@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from assistant.chat.prompt import Index, PromptBuilder, search_query
 from assistant.errors import APIError
+from retrieval.errors import RetrievalError
 
 log = logging.getLogger("assistant")
 
@@ -128,7 +129,6 @@ class Grounder:
     async def require_readable(self, source: str, scope: frozenset[str] | None) -> None:
         """A 404, the same as for a missing file, unless the caller may read ``source``.
         Without an index there are no permissions to go by: only admins read documents."""
-        from retrieval.errors import RetrievalError
 
         if scope is None:
             return  # an admin
@@ -144,7 +144,6 @@ class Grounder:
     async def _search(
         self, query: str, k: int, collection: str | None, scope: frozenset[str] | None
     ) -> list:
-        from retrieval.errors import RetrievalError
 
         if self.index is None or not query:
             return []

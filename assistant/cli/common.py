@@ -7,12 +7,13 @@ from pathlib import Path
 
 import typer
 
+from assistant.settings import load_settings
+
 ConfigOpt = typer.Option(None, "--config", help="YAML settings file.", dir_okay=False)
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object as the last line.")
 
 
 def load(config: Path | None, **overrides):
-    from assistant.settings import load_settings
 
     return load_settings(config, **overrides)
 

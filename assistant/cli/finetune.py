@@ -19,8 +19,10 @@ from assistant.evaluation.report import compare, compare_table
 from assistant.knowledge.factories import make_embedder
 from finetune.pii import Scrubber
 from finetune.pipeline import finetune_adapter
+from finetune.prepare import prepare
 from finetune.train import TrainConfig
 from finetune.transcripts import Conversation, first_exchanges
+from retrieval import adapt
 
 finetune_app = typer.Typer(
     no_args_is_help=False,
@@ -213,7 +215,6 @@ def prepare_command(
     (<EMAIL>, <PHONE>, ...). Bad lines are reported with file and line and skipped.
     The split is by conversation and deterministic.
     """
-    from finetune.prepare import prepare
 
     report = prepare(
         data,
@@ -265,7 +266,6 @@ def embeddings_command(
     otherwise nothing is written and the report says so. Use it with
     `assistant index --full --embedding-model OUTPUT` (a new model means a full reindex).
     """
-    from retrieval import adapt  # numpy: not for --help
 
     settings = load(config, embedding_model=base)
     for path, what in ((docs, "--docs"), (transcripts, "--transcripts")):

@@ -11,7 +11,13 @@ import typer
 from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load
 from assistant.errors import UserError
 from assistant.knowledge import factories
+from finetune.errors import FinetuneError
+from retrieval.baseline import NaiveBaseline
+from retrieval.errors import RetrievalError
+from retrieval.evaluation import evaluate, load_questions
 from retrieval.progress import ConsoleObserver
+from retrieval.retriever import MODES
+from retrieval.store import check_name, open_client
 
 app = typer.Typer(
     help=(
@@ -70,6 +76,9 @@ def serve(
         port=port,
         llm_urls=llm_url or None,
     )
+
+    # the gateway (FastAPI, uvicorn, the page's Gradio) is what this command runs: imported
+    # here so that --help and every other command start without it
     from assistant.gateway.serve import run_server
 
     run_server(settings)
@@ -113,8 +122,6 @@ def index(
         embedding_model=embedding_model,
     )
     from contextlib import nullcontext
-
-    from retrieval.store import check_name
 
     check_name(settings.collection)
     roots = list(paths) if paths else [settings.docs_dir]
@@ -174,10 +181,6 @@ def eval_retrieval(
     import tempfile
 
     settings = load(config, retrieval_mode=mode, embedding_model=embedding_model)
-    from retrieval.baseline import NaiveBaseline
-    from retrieval.evaluation import evaluate, load_questions
-    from retrieval.retriever import MODES
-    from retrieval.store import open_client
 
     if not docs.is_dir():
         raise UserError(f"--docs '{docs}' is not a folder")
@@ -300,8 +303,6 @@ app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:
-    from finetune.errors import FinetuneError
-    from retrieval.errors import RetrievalError
 
     try:
         app()

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import typer
 
+from assistant.analytics.export import write_report
+from assistant.analytics.service import make_analytics, parse_period
 from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, load
 from assistant.errors import APIError, UserError
 from assistant.knowledge.factories import make_embedder, make_retriever, open_store, store_lock
+from retrieval.embeddings import canonical_name
+from retrieval.errors import RetrievalError
 
 IN_USE = (
     "note: the docs index is in use by a running server, so the report leaves out the "
@@ -44,7 +48,6 @@ class _Lazy:
 def _index(settings, embedder):
     """The docs index, read-only, unless a server holds it (then ``None``, and the lock
     to release when done)."""
-    from retrieval.errors import RetrievalError
 
     if not settings.chroma_url and not settings.index_dir.is_dir():
         return None, None
@@ -91,7 +94,6 @@ def report(
     with "out" and "files".
     """
     settings = load(config)
-    from assistant.analytics.service import make_analytics, parse_period
 
     try:
         parse_period(first, last, settings.analytics_timezone)  # a bad range fails first
@@ -99,9 +101,6 @@ def report(
         raise UserError(exc.message) from None
     if not settings.home.is_dir():
         raise UserError(f"no assistant state in '{settings.home}' (set ASSISTANT_HOME)")
-
-    from assistant.analytics.export import write_report
-    from retrieval.embeddings import canonical_name
 
     embedder = _Lazy(lambda: make_embedder(settings), canonical_name(settings.embedding_model))
     index, lock = _index(settings, embedder)

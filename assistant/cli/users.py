@@ -9,6 +9,7 @@ import typer
 
 from assistant.cli.common import ConfigOpt, JsonOpt, emit, load
 from assistant.errors import UserError
+from assistant.identity.users import UserStore, UserStoreError
 
 users_app = typer.Typer(
     help="Local users (ASSISTANT_AUTH=local), their groups (which documents they may read, "
@@ -23,7 +24,6 @@ keys_app = typer.Typer(
 
 
 def _store(config: Path | None):
-    from assistant.identity.users import UserStore
 
     return UserStore.from_settings(load(config))
 
@@ -48,7 +48,6 @@ def _read_password(from_stdin: bool) -> str | None:
 
 
 def _checked(call):
-    from assistant.identity.users import UserStoreError
 
     try:
         return call()

@@ -6,7 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from assistant.evaluation import harness as ev
+from assistant.evaluation import metrics as am
 from assistant.evaluation.harness import Question
+from assistant.evaluation.report import write_run
+from retrieval.embeddings import SentenceTransformerEmbedder
 
 ADAPTER_NAME = "candidate"  # the new adapter's name on the server started for the comparison
 REPORTED = (
@@ -49,11 +53,6 @@ def answers_before_after(
     ``url``: a server already serving ``base`` and the adapter as ``adapter_name``, instead
     of starting one."""
     from contextlib import nullcontext
-
-    from assistant.evaluation import harness as ev
-    from assistant.evaluation import metrics as am
-    from assistant.evaluation.report import write_run
-    from retrieval.embeddings import SentenceTransformerEmbedder
 
     embedder = ev.LazyEmbedder(lambda: SentenceTransformerEmbedder(am.EMBEDDER_MODEL))
     support = am.EmbedderSupport(embedder)

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from assistant.errors import UserError
 from assistant.evaluation.metrics import Embedder, Evidence, Support, score_answer
+from retrieval.loaders import LoadError, load
 
 # About one chunk: the indexer's chunks are at most 200 MiniLM tokens (chunk_tokens), which
 # is 700-900 characters of the sample docs.
@@ -179,8 +180,6 @@ class SourceTexts:
 
     def _fetch(self, name: str, link: str | None) -> str | None:
         import httpx
-
-        from retrieval.loaders import LoadError, load
 
         if not name:
             return None

@@ -90,8 +90,6 @@ def _mount_page(app: FastAPI, services: Services) -> None:
     """The page is a client of this same server's API, over loopback HTTP."""
     import gradio as gr
 
-    from ui.chat_page import build_page
-
     settings = services.settings
     host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else url_host(settings.host)
     model = settings.model_name
@@ -107,6 +105,8 @@ def _mount_page(app: FastAPI, services: Services) -> None:
     # With sign-in, the page acts as the signed-in person (their session), never a key;
     # without, as the service user of the first API key, server-side only.
     key = settings.api_keys[0] if settings.api_keys and settings.auth == "none" else None
+    from ui.chat_page import build_page  # gradio: heavy, only when serving
+
     page = build_page(f"http://{host}:{settings.port}/v1", model, key, notice=notice)
     gr.mount_gradio_app(app, page, path="/", auth_dependency=page_guard(services.auth, settings))
 

@@ -16,6 +16,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from assistant.errors import APIError
+from retrieval.indexer import indexed_path
 from retrieval.loaders import SUFFIXES
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -51,7 +52,6 @@ class DocsService:
 
     def open(self, relative: str) -> tuple[Path, str]:
         """The file for ``relative`` (a source path as cited) and its media type."""
-        from retrieval.indexer import indexed_path
 
         path = self._inside(relative)
         try:

@@ -11,13 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from assistant.settings import Settings
+from retrieval.access import ACCESS_FILE, AccessRules
+from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.progress import IndexObserver
+from retrieval.rerank import CrossEncoderReranker
+from retrieval.retriever import Retriever
+from retrieval.store import StoreLock, build_indexer, open_client
 
 
 def open_store(settings: Settings):
     """The Chroma client of the settings: the server at ``chroma_url``, else the local
     folder ``index_dir``."""
-    from retrieval.store import open_client
 
     return open_client(settings.index_dir, settings.chroma_url)
 
@@ -25,14 +29,12 @@ def open_store(settings: Settings):
 def store_lock(settings: Settings, what: str):
     """The lock on the local store (``retrieval.store.StoreLock``), not yet taken, held by
     ``what``; ``None`` with a Chroma server, which needs none."""
-    from retrieval.store import StoreLock
 
     return None if settings.chroma_url else StoreLock(settings.index_dir, what)
 
 
 def make_embedder(settings: Settings):
     """The sentence-transformers embedder of the settings (indexing, search, /v1/embeddings)."""
-    from retrieval.embeddings import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(
         settings.embedding_model,
@@ -43,12 +45,9 @@ def make_embedder(settings: Settings):
 
 
 def make_retriever(settings: Settings, client, embedder, *, background_refresh: bool = False):
-    from retrieval.retriever import Retriever
 
     reranker = None
     if settings.reranker_model:
-        from retrieval.rerank import CrossEncoderReranker
-
         reranker = CrossEncoderReranker(settings.reranker_model)
     return Retriever(
         client,
@@ -101,7 +100,6 @@ def index_into(
     permissions to apply, as read beforehand (default: ``access_rules`` now; an invalid
     file stops the run before anything is written, and the rules in force stay as they
     were)."""
-    from retrieval.store import build_indexer
 
     indexer = build_indexer(
         client=client,
@@ -126,7 +124,6 @@ def index_into(
 def access_rules(settings: Settings, roots: list[Path]):
     """The rules of ``settings.access_file``, else of access.yaml in the (first) folder
     indexed; raises ``retrieval.access.AccessError`` naming the line of a bad rule."""
-    from retrieval.access import ACCESS_FILE, AccessRules
 
     path = settings.access_file
     if path is None and roots and Path(roots[0]).is_dir():

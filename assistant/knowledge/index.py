@@ -14,6 +14,9 @@ from assistant.errors import APIError
 from assistant.knowledge.factories import access_rules, index_into
 from assistant.knowledge.jobs import JobCancelled, JobProgress, JobRunner
 from assistant.settings import Settings
+from retrieval.access import AccessError
+from retrieval.errors import RetrievalError
+from retrieval.store import check_name, describe
 
 
 class IndexService:
@@ -44,8 +47,6 @@ class IndexService:
     def start_reindex(
         self, *, collection: str | None, path: str | None, full: bool, dry_run: bool
     ) -> str:
-        from retrieval.errors import RetrievalError
-        from retrieval.store import check_name
 
         name = collection or self.settings.collection
         try:
@@ -79,7 +80,6 @@ class IndexService:
     def check_access(self, root: Path):
         """The access rules a reindex of ``root`` applies, read now: an invalid file is a
         400 naming its line, before any job starts, and the rules in force stay."""
-        from retrieval.access import AccessError
 
         try:
             return access_rules(self.settings, [root])
@@ -103,7 +103,6 @@ class IndexService:
         return [_public(j) for j in self.runner.store.latest(limit) if j["kind"] == "reindex"]
 
     def overview(self) -> dict:
-        from retrieval.store import describe
 
         return {"collections": describe(self.client), "docs_dir": str(self.settings.docs_dir)}
 

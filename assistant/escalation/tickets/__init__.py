@@ -8,7 +8,10 @@ server with one clear sentence instead of failing at the first ticket.
 from __future__ import annotations
 
 from assistant.errors import UserError
+from assistant.escalation.tickets import vendors
 from assistant.escalation.tickets.base import Connector, DeliveryError
+from assistant.escalation.tickets.email import EmailConnector
+from assistant.escalation.tickets.webhook import WebhookConnector
 
 __all__ = ["CONNECTORS", "Connector", "DeliveryError", "build_connectors", "connector_names"]
 
@@ -54,13 +57,9 @@ def build_connectors(settings) -> list[Connector]:
 def _make(name: str, s) -> Connector:
     timeout, text = s.escalation_timeout_s, s.escalation_text_template
     if name == "webhook":
-        from assistant.escalation.tickets.webhook import WebhookConnector
-
         return WebhookConnector(s.escalation_webhook_url, template=s.escalation_webhook_template,
                                 secret=s.escalation_webhook_secret, timeout_s=timeout)  # fmt: skip
     if name == "email":
-        from assistant.escalation.tickets.email import EmailConnector
-
         return EmailConnector(
             host=s.escalation_smtp_host,
             port=s.escalation_smtp_port,
@@ -73,7 +72,6 @@ def _make(name: str, s) -> Connector:
             template=text,
             timeout_s=timeout,
         )
-    from assistant.escalation.tickets import vendors
 
     if name == "jira":
         return vendors.JiraConnector(
