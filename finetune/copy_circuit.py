@@ -170,131 +170,179 @@ def install(model, seed: int = 0, tokens: list[str] | None = None) -> list[Froze
 
     config = model.config
     check_shape(config)
-    hidden = config.hidden_size
-    theta = (config.rope_parameters or {})["rope_theta"]
-    pairs = HEAD_DIM // 2
-    freq = theta ** (-torch.arange(pairs, dtype=torch.float64) * 2 / HEAD_DIM)
     codes = token_codes(config.vocab_size, seed)
-    if tokens is None:
-        match = token_codes(config.vocab_size, seed + 1)
-    else:
-        groups = match_groups(list(tokens))[: config.vocab_size]
-        groups += range(len(tokens), len(tokens) + config.vocab_size - len(groups))  # unnamed ids
-        match = token_codes(max(groups) + 1, seed + 1)[torch.tensor(groups)]
+    match = _match_codes(config.vocab_size, seed, tokens)
     inner = model.model
-    frozen: list[Frozen] = []
-
-    def fix(param, rows=slice(None), cols=slice(None)):
-        mask = torch.zeros_like(param, dtype=torch.bool)
-        if param.dim() == 1:
-            mask[rows] = True
-        else:
-            mask[rows, cols] = True
-        frozen.append(Frozen(param, mask, param.data[mask].clone()))
-
     with torch.no_grad():
-        embed = inner.embed_tokens.weight
-        embed.zero_()
-        embed[:, TOK] = codes
-        embed[:, MATCH] = match
-        embed[:, ONE] = 1.0
         markers = source_markers(config, tokens)
-        if markers:
-            for token, sign in zip(markers, (1.0, -1.0), strict=True):
-                embed[token, MARKER] = FLAG
-                embed[token, MARKER_SIGN] = sign * FLAG
         lead = lead_tokens(config, tokens)
-        for name in NEUTRAL_MARKERS if lead else ():
-            embed[tokens.index(name), MARKER] = FLAG
-        fix(embed)
-
-        # Layer 0: the input is [code, 1, match code], norm sqrt(3), scaled by RMSNorm to
-        # sqrt(hidden).
-        layer = inner.layers[0]
-        attn, scale = layer.self_attn, math.sqrt(hidden / 3)
-        for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight,
-                  attn.o_proj.weight, layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight,
-                  layer.mlp.down_proj.weight):  # fmt: skip
-            w.zero_()
-        layer.input_layernorm.weight.fill_(1.0)
-        layer.post_attention_layernorm.weight.fill_(1.0)
-        # Score(d) = sum_j s^2 cos((d - shift) freq_j) / sqrt(128): the peak at d = shift is
-        # about POSITION_MARGIN above its neighbours (sum_j (1 - cos freq_j) ~= 1).
-        fast = freq[:POSITION_PAIRS]
-        gap = float((1 - torch.cos(fast)).sum())
-        s = math.sqrt(POSITION_MARGIN * math.sqrt(HEAD_DIM) / gap)
-        for head, (shift, out) in enumerate(((1, PREV1), (2, PREV2))):
-            q = slice(head * HEAD_DIM, head * HEAD_DIM + HEAD_DIM)
-            j = torch.arange(POSITION_PAIRS)
-            attn.q_proj.weight[q.start + j, ONE] = s / scale
-            attn.k_proj.weight[q.start + j, ONE] = (s * torch.cos(shift * fast) / scale).float()
-            attn.k_proj.weight[q.start + pairs + j, ONE] = (
-                s * torch.sin(shift * fast) / scale
-            ).float()
-            attn.v_proj.weight[q.start : q.start + CODE, MATCH] = torch.eye(CODE)
-            attn.o_proj.weight[out, q.start : q.start + CODE] = torch.eye(CODE) / scale
-        if markers:  # head 2: the mean sign of the markers so far, on a position-free pair
-            q = 2 * HEAD_DIM + pairs - 1
-            w = math.sqrt(MARKER_LOGIT * math.sqrt(HEAD_DIM) / (FLAG * scale**2))
-            attn.q_proj.weight[q, ONE] = w
-            attn.k_proj.weight[q, MARKER] = w
-            attn.v_proj.weight[2 * HEAD_DIM, MARKER_SIGN] = 1.0
-            attn.o_proj.weight[IN_SOURCES, 2 * HEAD_DIM] = INSIDE / (FLAG * scale)
-        for p in layer.parameters():
-            fix(p)
-
-        # Layer 1, head 0: the input is [code, 1, prev1, prev2, match code], norm sqrt(5).
-        layer = inner.layers[1]
-        attn, scale = layer.self_attn, math.sqrt(hidden / 5)
-        layer.input_layernorm.weight.fill_(1.0)
-        fix(layer.input_layernorm.weight)
-        head = slice(0, HEAD_DIM)
-        for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):
-            w[head] = 0.0
-        attn.o_proj.weight[:, head] = 0.0
-        # Position-free RoPE pairs j in [32, 64) (dims j and j + 64): the first half match the
-        # current token, the second the previous one. Each half code has norm^2 1/2.
-        half = CODE // 2
-        slow = list(range(pairs // 2, pairs))
-        dims = slow + [j + pairs for j in slow]
-        current, previous = dims[0::2][:half], dims[1::2][:half]
-        a = math.sqrt(MATCH_LOGIT * math.sqrt(HEAD_DIM) * 2)
-        b = a * math.sqrt(PREVIOUS_WEIGHT)
-        # The previous token is read through ``as_previous``: the identity, or one that also
-        # turns "assistant" into ")" (the answer's start is looked up as a source's).
-        as_previous = torch.eye(half, dtype=torch.float64)
-        if lead:
-            said, header_end = (match[t, half:].double() for t in lead)
-            as_previous += torch.outer(header_end - said, said) / said.dot(said)
-        for k in range(half):
-            attn.q_proj.weight[current[k], MATCH.start + k] = a / scale
-            attn.k_proj.weight[current[k], PREV1.start + k] = a / scale
-            attn.q_proj.weight[previous[k], PREV1.start + half : PREV1.start + CODE] = (
-                b / scale * as_previous[k]
-            ).float()
-            attn.k_proj.weight[previous[k], PREV2.start + half + k] = b / scale
-        if lead:  # -EARLIEST_LOGIT cos(d f): grows with the distance d over the whole context
-            w = math.sqrt(EARLIEST_LOGIT * math.sqrt(HEAD_DIM)) / scale
-            attn.q_proj.weight[EARLIEST_PAIR, ONE] = w
-            attn.k_proj.weight[EARLIEST_PAIR, ONE] = -w
-        if markers:  # keys inside the sources, on the slowest of the other pairs
-            bonus = 3 * SOURCE_ORDER_LOGIT if lead else SOURCE_LOGIT  # at a mean sign of 1
-            w = math.sqrt(bonus * math.sqrt(HEAD_DIM) / (INSIDE * scale**2))
-            attn.q_proj.weight[pairs // 2 - 1, ONE] = w
-            attn.k_proj.weight[pairs // 2 - 1, IN_SOURCES] = w
-        if lead:  # a marker is never copied, on the next slowest pair
-            w = math.sqrt(MARKER_PENALTY * math.sqrt(HEAD_DIM) / (FLAG * scale**2))
-            attn.q_proj.weight[pairs // 2 - 2, ONE] = w
-            attn.k_proj.weight[pairs // 2 - 2, MARKER] = -w
-        attn.v_proj.weight[0:CODE, TOK] = torch.eye(CODE)
-        attn.o_proj.weight[COPY, 0:CODE] = torch.eye(CODE) / scale
-        for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):
-            fix(w, rows=head)
-        fix(attn.o_proj.weight, cols=head)
-
+        embed = inner.embed_tokens.weight
+        _write_embedding(embed, codes, match, tokens, markers, lead)
+        frozen = [_fixed(embed)]
+        frozen += _write_layer0(inner.layers[0], config, markers)
+        frozen += _write_induction_head(inner.layers[1], config, match, markers, lead)
         # The output head reads COPY as the copied token's logit (it trains from here).
         model.lm_head.weight[:, COPY] = COPY_GAIN * codes
     return frozen
+
+
+def _match_codes(vocab_size: int, seed: int, tokens: list[str] | None):
+    """The code each token is matched by: shared by tokens equal but for a leading space
+    when the vocabulary is given, else a code of its own per token."""
+    import torch
+
+    if tokens is None:
+        return token_codes(vocab_size, seed + 1)
+    groups = match_groups(list(tokens))[:vocab_size]
+    groups += range(len(tokens), len(tokens) + vocab_size - len(groups))  # unnamed ids
+    return token_codes(max(groups) + 1, seed + 1)[torch.tensor(groups)]
+
+
+def _frequencies(config):
+    """The RoPE frequency of each of the head's pairs, in float64."""
+    import torch
+
+    theta = (config.rope_parameters or {})["rope_theta"]
+    return theta ** (-torch.arange(HEAD_DIM // 2, dtype=torch.float64) * 2 / HEAD_DIM)
+
+
+def _fixed(param, rows=slice(None), cols=slice(None)) -> Frozen:
+    """``param``'s ``rows`` (and, for a matrix, ``cols``) as they are now, to keep fixed."""
+    import torch
+
+    mask = torch.zeros_like(param, dtype=torch.bool)
+    if param.dim() == 1:
+        mask[rows] = True
+    else:
+        mask[rows, cols] = True
+    return Frozen(param, mask, param.data[mask].clone())
+
+
+def _write_embedding(embed, codes, match, tokens, markers, lead) -> None:
+    """The embedding: ``TOK``, ``MATCH`` and ``ONE``; the markers' flag and sign."""
+    embed.zero_()
+    embed[:, TOK] = codes
+    embed[:, MATCH] = match
+    embed[:, ONE] = 1.0
+    if markers:
+        for token, sign in zip(markers, (1.0, -1.0), strict=True):
+            embed[token, MARKER] = FLAG
+            embed[token, MARKER_SIGN] = sign * FLAG
+    for name in NEUTRAL_MARKERS if lead else ():
+        embed[tokens.index(name), MARKER] = FLAG
+
+
+def _write_layer0(layer, config, markers) -> list[Frozen]:
+    """Layer 0, all fixed: the heads that write ``PREV1`` and ``PREV2`` and, with the
+    markers, the one that writes ``IN_SOURCES``; no MLP."""
+    # The input is [code, 1, match code], norm sqrt(3), scaled by RMSNorm to sqrt(hidden).
+    attn, scale = layer.self_attn, math.sqrt(config.hidden_size / 3)
+    for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight,
+              attn.o_proj.weight, layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight,
+              layer.mlp.down_proj.weight):  # fmt: skip
+        w.zero_()
+    layer.input_layernorm.weight.fill_(1.0)
+    layer.post_attention_layernorm.weight.fill_(1.0)
+    _write_previous_heads(attn, _frequencies(config), scale)
+    if markers:  # head 2: the mean sign of the markers so far, on a position-free pair
+        q = 2 * HEAD_DIM + HEAD_DIM // 2 - 1
+        w = math.sqrt(MARKER_LOGIT * math.sqrt(HEAD_DIM) / (FLAG * scale**2))
+        attn.q_proj.weight[q, ONE] = w
+        attn.k_proj.weight[q, MARKER] = w
+        attn.v_proj.weight[2 * HEAD_DIM, MARKER_SIGN] = 1.0
+        attn.o_proj.weight[IN_SOURCES, 2 * HEAD_DIM] = INSIDE / (FLAG * scale)
+    return [_fixed(p) for p in layer.parameters()]
+
+
+def _write_previous_heads(attn, freq, scale: float) -> None:
+    """Heads 0 and 1 of layer 0: the match code of the token one and two places back."""
+    import torch
+
+    # Score(d) = sum_j s^2 cos((d - shift) freq_j) / sqrt(128): the peak at d = shift is
+    # about POSITION_MARGIN above its neighbours (sum_j (1 - cos freq_j) ~= 1).
+    pairs = HEAD_DIM // 2
+    fast = freq[:POSITION_PAIRS]
+    gap = float((1 - torch.cos(fast)).sum())
+    s = math.sqrt(POSITION_MARGIN * math.sqrt(HEAD_DIM) / gap)
+    for head, (shift, out) in enumerate(((1, PREV1), (2, PREV2))):
+        q = slice(head * HEAD_DIM, head * HEAD_DIM + HEAD_DIM)
+        j = torch.arange(POSITION_PAIRS)
+        attn.q_proj.weight[q.start + j, ONE] = s / scale
+        attn.k_proj.weight[q.start + j, ONE] = (s * torch.cos(shift * fast) / scale).float()
+        attn.k_proj.weight[q.start + pairs + j, ONE] = (s * torch.sin(shift * fast) / scale).float()
+        attn.v_proj.weight[q.start : q.start + CODE, MATCH] = torch.eye(CODE)
+        attn.o_proj.weight[out, q.start : q.start + CODE] = torch.eye(CODE) / scale
+
+
+def _write_induction_head(layer, config, match, markers, lead) -> list[Frozen]:
+    """Layer 1's input norm and head 0: attends to where the two previous tokens match the
+    current two (with the sources' and the earliest match's preferences) and copies the
+    token there into ``COPY``."""
+    import torch
+
+    # The input is [code, 1, prev1, prev2, match code], norm sqrt(5).
+    attn, scale = layer.self_attn, math.sqrt(config.hidden_size / 5)
+    layer.input_layernorm.weight.fill_(1.0)
+    frozen = [_fixed(layer.input_layernorm.weight)]
+    head = slice(0, HEAD_DIM)
+    for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):
+        w[head] = 0.0
+    attn.o_proj.weight[:, head] = 0.0
+    _write_matching(attn, scale, match, lead)
+    _write_key_preferences(attn, scale, markers, lead)
+    attn.v_proj.weight[0:CODE, TOK] = torch.eye(CODE)
+    attn.o_proj.weight[COPY, 0:CODE] = torch.eye(CODE) / scale
+    for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):
+        frozen.append(_fixed(w, rows=head))
+    frozen.append(_fixed(attn.o_proj.weight, cols=head))
+    return frozen
+
+
+def _write_matching(attn, scale: float, match, lead) -> None:
+    """The induction head's match of the current and previous tokens (``MATCH``/``PREV1``
+    at the query against ``PREV1``/``PREV2`` at the key)."""
+    import torch
+
+    # Position-free RoPE pairs j in [32, 64) (dims j and j + 64): the first half match the
+    # current token, the second the previous one. Each half code has norm^2 1/2.
+    pairs, half = HEAD_DIM // 2, CODE // 2
+    slow = list(range(pairs // 2, pairs))
+    dims = slow + [j + pairs for j in slow]
+    current, previous = dims[0::2][:half], dims[1::2][:half]
+    a = math.sqrt(MATCH_LOGIT * math.sqrt(HEAD_DIM) * 2)
+    b = a * math.sqrt(PREVIOUS_WEIGHT)
+    # The previous token is read through ``as_previous``: the identity, or one that also
+    # turns "assistant" into ")" (the answer's start is looked up as a source's).
+    as_previous = torch.eye(half, dtype=torch.float64)
+    if lead:
+        said, header_end = (match[t, half:].double() for t in lead)
+        as_previous += torch.outer(header_end - said, said) / said.dot(said)
+    for k in range(half):
+        attn.q_proj.weight[current[k], MATCH.start + k] = a / scale
+        attn.k_proj.weight[current[k], PREV1.start + k] = a / scale
+        attn.q_proj.weight[previous[k], PREV1.start + half : PREV1.start + CODE] = (
+            b / scale * as_previous[k]
+        ).float()
+        attn.k_proj.weight[previous[k], PREV2.start + half + k] = b / scale
+
+
+def _write_key_preferences(attn, scale: float, markers, lead) -> None:
+    """What the induction head adds to a key's score: the earliest match first, keys
+    inside the sources (the top source most), never a marker."""
+    pairs = HEAD_DIM // 2
+    if lead:  # -EARLIEST_LOGIT cos(d f): grows with the distance d over the whole context
+        w = math.sqrt(EARLIEST_LOGIT * math.sqrt(HEAD_DIM)) / scale
+        attn.q_proj.weight[EARLIEST_PAIR, ONE] = w
+        attn.k_proj.weight[EARLIEST_PAIR, ONE] = -w
+    if markers:  # keys inside the sources, on the slowest of the other pairs
+        bonus = 3 * SOURCE_ORDER_LOGIT if lead else SOURCE_LOGIT  # at a mean sign of 1
+        w = math.sqrt(bonus * math.sqrt(HEAD_DIM) / (INSIDE * scale**2))
+        attn.q_proj.weight[pairs // 2 - 1, ONE] = w
+        attn.k_proj.weight[pairs // 2 - 1, IN_SOURCES] = w
+    if lead:  # a marker is never copied, on the next slowest pair
+        w = math.sqrt(MARKER_PENALTY * math.sqrt(HEAD_DIM) / (FLAG * scale**2))
+        attn.q_proj.weight[pairs // 2 - 2, ONE] = w
+        attn.k_proj.weight[pairs // 2 - 2, MARKER] = -w
 
 
 def freeze(frozen: list[Frozen]) -> list[Frozen]:

@@ -221,11 +221,6 @@ def train_lora(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train a LoRA adapter into ``output``; the report is returned and written there."""
-    from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
-
     output = Path(output)
     model, tokenizer, bf16 = load_base(base, config)
     train_examples = tokenize_all(tokenizer, train_records, config.max_length)
@@ -233,10 +228,64 @@ def train_lora(
     if not train_examples:
         raise FinetuneError("no training conversation has an assistant turn within max_length")
     log(f"{len(train_examples)} training and {len(eval_examples)} eval conversations")
+    before = _evaluate(model, eval_examples, "before:", log)
 
-    before = eval_loss(model, eval_examples) if eval_examples else None
-    if before:
-        log(f"eval before: loss {before['loss']}, perplexity {before['perplexity']}")
+    model, trainable = _with_lora(model, config, log)
+    checkpoints = output / "checkpoints"
+    args = _sft_config(config, checkpoints, bf16=bf16, progress=progress)
+    trainer, speed = _sft_trainer(model, tokenizer, train_examples, args, progress=progress)
+    result, seconds = _run(trainer, speed, checkpoints, resume=resume, log=log)
+    tokens = trainer.state.num_input_tokens_seen
+    model = trainer.model
+    after = _evaluate(model, eval_examples, "after: ", log)
+
+    main_process = trainer.is_world_process_zero()  # one writer when data-parallel
+    if main_process:
+        _save(model, tokenizer, output)
+    report = {
+        "base": base,
+        "output": str(output),
+        **_eval_fields(before, after),
+        "train_tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
+        "train_tokens": tokens,
+        "train_loss": round(result.training_loss, 4),
+        "steps": trainer.state.global_step,
+        "seconds": round(seconds, 1),
+        "train_conversations": len(train_examples),
+        "eval_conversations": len(eval_examples),
+        "trainable_params": trainable,
+        "config": asdict(config),
+    }
+    if merge and main_process:
+        report["merged"] = _merge(model, tokenizer, output / "merged", log)
+    if main_process:
+        (output / "train-report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _evaluate(model, examples: list[dict], when: str, log: Callable[[str], None]) -> dict | None:
+    """``eval_loss`` on the held-out examples, logged; None when there are none."""
+    result = eval_loss(model, examples) if examples else None
+    if result:
+        log(f"eval {when} loss {result['loss']}, perplexity {result['perplexity']}")
+    return result
+
+
+def _eval_fields(before: dict | None, after: dict | None) -> dict:
+    """The report's eval loss and perplexity, before and after (None without eval data)."""
+    return {
+        "eval_loss_before": before["loss"] if before else None,
+        "eval_loss_after": after["loss"] if after else None,
+        "eval_perplexity_before": before["perplexity"] if before else None,
+        "eval_perplexity_after": after["perplexity"] if after else None,
+        "eval_tokens": after["tokens"] if after else 0,
+    }
+
+
+def _with_lora(model, config: TrainConfig, log: Callable[[str], None]):
+    """``model`` wrapped with LoRA adapters (prepared for k-bit training under QLoRA), and
+    its number of trainable parameters."""
+    from peft import LoraConfig, get_peft_model
 
     if config.qlora:
         from peft import prepare_model_for_kbit_training
@@ -252,9 +301,14 @@ def train_lora(
     model = get_peft_model(model, lora)
     trainable, total = model.get_nb_trainable_parameters()
     log(f"LoRA r={config.lora_r}: {trainable:,} trainable of {total:,} parameters")
+    return model, trainable
 
-    checkpoints = output / "checkpoints"
-    args = SFTConfig(
+
+def _sft_config(config: TrainConfig, checkpoints: Path, *, bf16: bool, progress: bool):
+    """TRL's SFTConfig for ``config``, checkpointing into ``checkpoints``."""
+    from trl import SFTConfig
+
+    return SFTConfig(
         output_dir=str(checkpoints),
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
@@ -281,71 +335,60 @@ def train_lora(
         use_cpu=not _cuda(),
     )
 
+
+def _sft_trainer(model, tokenizer, examples: list[dict], args, *, progress: bool):
+    """The SFTTrainer, and its speed callback (whose ``started`` ``_run`` sets)."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
+
     class _Speed(TrainerCallback):
         """Adds tokens/s to the logged line (the progress bar shows loss and this)."""
 
+        started = 0.0
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs is not None and state.num_input_tokens_seen:
-                elapsed = time.perf_counter() - started
+                elapsed = time.perf_counter() - self.started
                 logs["tokens_per_s"] = round(state.num_input_tokens_seen / max(elapsed, 1e-9))
 
+    speed = _Speed()
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(train_examples),
+        train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
-        callbacks=[_Speed()],
+        callbacks=[speed],
     )
     if not progress:  # --json: keep stdout for the result line
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
+    return trainer, speed
+
+
+def _run(trainer, speed, checkpoints: Path, *, resume: bool, log: Callable[[str], None]):
+    """Train (from the newest checkpoint with ``resume``); the result and the seconds."""
     resume_from = _latest_checkpoint(checkpoints) if resume else None
     if resume and resume_from:
         log(f"resuming from {resume_from}")
-    started = time.perf_counter()
+    speed.started = started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.perf_counter() - started
-    tokens = trainer.state.num_input_tokens_seen
-    model = trainer.model
+    return result, time.perf_counter() - started
 
-    after = eval_loss(model, eval_examples) if eval_examples else None
-    if after:
-        log(f"eval after:  loss {after['loss']}, perplexity {after['perplexity']}")
 
-    main_process = trainer.is_world_process_zero()  # one writer when data-parallel
-    if main_process:
-        output.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(output))
-        tokenizer.save_pretrained(str(output))
-    report = {
-        "base": base,
-        "output": str(output),
-        "eval_loss_before": before["loss"] if before else None,
-        "eval_loss_after": after["loss"] if after else None,
-        "eval_perplexity_before": before["perplexity"] if before else None,
-        "eval_perplexity_after": after["perplexity"] if after else None,
-        "eval_tokens": after["tokens"] if after else 0,
-        "train_tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
-        "train_tokens": tokens,
-        "train_loss": round(result.training_loss, 4),
-        "steps": trainer.state.global_step,
-        "seconds": round(seconds, 1),
-        "train_conversations": len(train_examples),
-        "eval_conversations": len(eval_examples),
-        "trainable_params": trainable,
-        "config": asdict(config),
-    }
-    if merge and main_process:
-        merged_dir = output / "merged"
-        merged = model.merge_and_unload()
-        merged.save_pretrained(str(merged_dir))
-        tokenizer.save_pretrained(str(merged_dir))
-        report["merged"] = str(merged_dir)
-        log(f"merged model written to {merged_dir}")
-    if main_process:
-        (output / "train-report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+def _save(model, tokenizer, folder: Path) -> None:
+    """``model`` (an adapter, or a merged model) and its tokenizer into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+
+
+def _merge(model, tokenizer, merged_dir: Path, log: Callable[[str], None]) -> str:
+    """The base model with the adapter folded in, written to ``merged_dir``."""
+    _save(model.merge_and_unload(), tokenizer, merged_dir)
+    log(f"merged model written to {merged_dir}")
+    return str(merged_dir)
 
 
 def _cuda() -> bool:
