@@ -301,6 +301,10 @@ from assistant.cli.users import keys_app, users_app  # noqa: E402
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 
+from assistant.cli.models import models_app  # noqa: E402
+
+app.add_typer(models_app, name="models")
+
 
 def main() -> None:
 
