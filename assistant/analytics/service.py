@@ -272,7 +272,6 @@ def make_analytics(settings, sources=None, *, embedder=None, index=None,
     """The analytics of ``settings``: over ``sources`` (default: the files in HOME), gaps
     clustered with ``embedder`` and matched to documents in ``index`` (either may be None),
     vectors cached in HOME/analytics-cache.sqlite."""
-
     cache = VectorCache(settings.analytics_cache_path, keep_days=settings.history_days or 366)
     gaps = GapFinder(
         embedder,

@@ -86,7 +86,6 @@ def last_question(messages: list[dict]) -> str:
 
 
 def default_scrub() -> Callable[[str], str]:
-
     return Scrubber().scrub
 
 

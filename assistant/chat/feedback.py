@@ -75,7 +75,6 @@ class FeedbackService:
 
     def export_jsonl(self) -> str:
         """Training records, scrubbed of personal data (``finetune.pii``) on the way out."""
-
         scrubber = Scrubber()
         lines = []
         for record in self.store.training_conversations():

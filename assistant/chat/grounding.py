@@ -129,7 +129,6 @@ class Grounder:
     async def require_readable(self, source: str, scope: frozenset[str] | None) -> None:
         """A 404, the same as for a missing file, unless the caller may read ``source``.
         Without an index there are no permissions to go by: only admins read documents."""
-
         if scope is None:
             return  # an admin
         ok = False
@@ -144,7 +143,6 @@ class Grounder:
     async def _search(
         self, query: str, k: int, collection: str | None, scope: frozenset[str] | None
     ) -> list:
-
         if self.index is None or not query:
             return []
         start = time.perf_counter()

@@ -14,7 +14,6 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON object as the last 
 
 
 def load(config: Path | None, **overrides):
-
     return load_settings(config, **overrides)
 
 

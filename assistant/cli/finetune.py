@@ -215,7 +215,6 @@ def prepare_command(
     (<EMAIL>, <PHONE>, ...). Bad lines are reported with file and line and skipped.
     The split is by conversation and deterministic.
     """
-
     report = prepare(
         data,
         output,
@@ -266,7 +265,6 @@ def embeddings_command(
     otherwise nothing is written and the report says so. Use it with
     `assistant index --full --embedding-model OUTPUT` (a new model means a full reindex).
     """
-
     settings = load(config, embedding_model=base)
     for path, what in ((docs, "--docs"), (transcripts, "--transcripts")):
         if not path.exists():

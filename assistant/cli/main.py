@@ -307,7 +307,6 @@ app.add_typer(models_app, name="models")
 
 
 def main() -> None:
-
     try:
         app()
     except (UserError, RetrievalError, FinetuneError) as exc:

@@ -27,7 +27,7 @@ DirOpt = typer.Option(
 
 
 def _models_dir(folder: Path | None, config: Path | None) -> Path:
-    return folder if folder is not None else load(config).home / "models"
+    return folder if folder is not None else load(config).models_dir
 
 
 @models_app.command("list")

@@ -48,7 +48,6 @@ class _Lazy:
 def _index(settings, embedder):
     """The docs index, read-only, unless a server holds it (then ``None``, and the lock
     to release when done)."""
-
     if not settings.chroma_url and not settings.index_dir.is_dir():
         return None, None
     lock = store_lock(settings, "assistant report")

@@ -24,7 +24,6 @@ keys_app = typer.Typer(
 
 
 def _store(config: Path | None):
-
     return UserStore.from_settings(load(config))
 
 
@@ -48,7 +47,6 @@ def _read_password(from_stdin: bool) -> str | None:
 
 
 def _checked(call):
-
     try:
         return call()
     except UserStoreError as exc:

@@ -84,6 +84,8 @@ def check_model(settings: Settings) -> None:
             f"no model configured and no demo model in '{settings.demo_model_dir}'; run "
             f"'assistant demo-model --output {settings.demo_model_dir}' or pass --model"
         )
+    if not settings.llm_urls:
+        settings.model_path  # noqa: B018 - a catalogue name not installed is one sentence, now
 
 
 def _mount_page(app: FastAPI, services: Services) -> None:

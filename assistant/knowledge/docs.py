@@ -52,7 +52,6 @@ class DocsService:
 
     def open(self, relative: str) -> tuple[Path, str]:
         """The file for ``relative`` (a source path as cited) and its media type."""
-
         path = self._inside(relative)
         try:
             found = indexed_path(self.root, relative) is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from assistant.models.install import resolve
 from assistant.settings import Settings
 from retrieval.access import ACCESS_FILE, AccessRules
 from retrieval.embeddings import SentenceTransformerEmbedder
@@ -22,30 +23,28 @@ from retrieval.store import StoreLock, build_indexer, open_client
 def open_store(settings: Settings):
     """The Chroma client of the settings: the server at ``chroma_url``, else the local
     folder ``index_dir``."""
-
     return open_client(settings.index_dir, settings.chroma_url)
 
 
 def store_lock(settings: Settings, what: str):
     """The lock on the local store (``retrieval.store.StoreLock``), not yet taken, held by
     ``what``; ``None`` with a Chroma server, which needs none."""
-
     return None if settings.chroma_url else StoreLock(settings.index_dir, what)
 
 
 def make_embedder(settings: Settings):
-    """The sentence-transformers embedder of the settings (indexing, search, /v1/embeddings)."""
-
+    """The sentence-transformers embedder of the settings (indexing, search, /v1/embeddings);
+    a catalogue name loads from its installed folder and keeps the name as its id."""
     return SentenceTransformerEmbedder(
         settings.embedding_model,
         batch_size=settings.embed_batch_size,
         query_prefix=settings.embedding_query_prefix,
         passage_prefix=settings.embedding_passage_prefix,
+        source=resolve(settings.embedding_model, settings.models_dir, "embedding"),
     )
 
 
 def make_retriever(settings: Settings, client, embedder, *, background_refresh: bool = False):
-
     reranker = None
     if settings.reranker_model:
         reranker = CrossEncoderReranker(settings.reranker_model)
@@ -100,7 +99,6 @@ def index_into(
     permissions to apply, as read beforehand (default: ``access_rules`` now; an invalid
     file stops the run before anything is written, and the rules in force stay as they
     were)."""
-
     indexer = build_indexer(
         client=client,
         collection=collection or settings.collection,
@@ -124,7 +122,6 @@ def index_into(
 def access_rules(settings: Settings, roots: list[Path]):
     """The rules of ``settings.access_file``, else of access.yaml in the (first) folder
     indexed; raises ``retrieval.access.AccessError`` naming the line of a bad rule."""
-
     path = settings.access_file
     if path is None and roots and Path(roots[0]).is_dir():
         path = Path(roots[0]) / ACCESS_FILE

@@ -47,7 +47,6 @@ class IndexService:
     def start_reindex(
         self, *, collection: str | None, path: str | None, full: bool, dry_run: bool
     ) -> str:
-
         name = collection or self.settings.collection
         try:
             check_name(name)
@@ -80,7 +79,6 @@ class IndexService:
     def check_access(self, root: Path):
         """The access rules a reindex of ``root`` applies, read now: an invalid file is a
         400 naming its line, before any job starts, and the rules in force stay."""
-
         try:
             return access_rules(self.settings, [root])
         except AccessError as exc:
@@ -103,7 +101,6 @@ class IndexService:
         return [_public(j) for j in self.runner.store.latest(limit) if j["kind"] == "reindex"]
 
     def overview(self) -> dict:
-
         return {"collections": describe(self.client), "docs_dir": str(self.settings.docs_dir)}
 
 

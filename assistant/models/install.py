@@ -138,3 +138,19 @@ def _size(folder: Path) -> int:
 
 def _no_progress(_label: str, _total: int) -> Callable[[int], None]:
     return lambda _n: None
+
+
+def resolve(model: str, models_dir: Path, kind: str) -> str:
+    """What to load for ``model``: a catalogue name means its installed folder (a folder or
+    hub id passes through unchanged); a catalogue name not installed is one sentence."""
+    entry = CATALOGUE.get(model)
+    if entry is None or Path(model).exists():
+        return model
+    if entry.kind != kind:
+        raise UserError(f"'{model}' is an {entry.kind} model, not an {kind} model")
+    done = installed(entry, models_dir)
+    if done is None:
+        raise UserError(
+            f"'{model}' is not installed in {models_dir}: run 'assistant models install {model}'"
+        )
+    return done.path

