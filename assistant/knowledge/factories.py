@@ -35,12 +35,13 @@ def store_lock(settings: Settings, what: str):
 def make_embedder(settings: Settings):
     """The sentence-transformers embedder of the settings (indexing, search, /v1/embeddings);
     a catalogue name loads from its installed folder and keeps the name as its id."""
+    folder = resolve(settings.embedding_model, settings.models_dir, "embedding")
     return SentenceTransformerEmbedder(
         settings.embedding_model,
         batch_size=settings.embed_batch_size,
         query_prefix=settings.embedding_query_prefix,
         passage_prefix=settings.embedding_passage_prefix,
-        source=resolve(settings.embedding_model, settings.models_dir, "embedding"),
+        source=folder if folder != settings.embedding_model else None,
     )
 
 
