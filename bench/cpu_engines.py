@@ -47,7 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--engines", nargs="+", default=["vllm", "llamacpp"])
     p.add_argument("--concurrency", nargs="+", type=int, default=[1, 4])
     p.add_argument("--questions", type=Path, default=ROOT / "data/eval/dev/answerable-dev.jsonl")
-    p.add_argument("--n", type=int, default=8, help="questions per concurrency point")
+    p.add_argument(
+        "--n", type=int, default=8, help="questions per concurrency point (other ones each)"
+    )
     p.add_argument("--home", type=Path, help="an ASSISTANT_HOME with data/docs indexed")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
@@ -85,13 +87,14 @@ def start_engine(kind: str, args, port: int, log: Path) -> subprocess.Popen:
             "--model", str(args.model_dir), "--served-model-name", "m", "--port", str(port),
             "--dtype", args.vllm_dtype, "--max-model-len", "4096", "--enforce-eager",
         ]  # fmt: skip
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "all"}
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
     else:
         gguf = next(args.model_dir.glob("*.gguf"))
         command = [
             args.llamacpp_python, "-m", "llama_cpp.server", "--model", str(gguf),
             "--model_alias", "m", "--port", str(port), "--n_ctx", "4096",
             "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads),
+            "--interrupt_requests", "False",  # its default cancels a stream for a new request
         ]  # fmt: skip
         env = dict(os.environ)
     return subprocess.Popen(
@@ -187,7 +190,7 @@ def sweep(base: str, prompts: list[list[dict]], concurrency: int, max_tokens: in
     }
 
 
-def run_engine(kind: str, args, prompts) -> dict:
+def run_engine(kind: str, args, prompts, warmup) -> dict:
     from tests.conftest import free_port
 
     port = free_port()
@@ -199,8 +202,12 @@ def run_engine(kind: str, args, prompts) -> dict:
     try:
         wait_ready(base, proc, log)
         load_s = time.perf_counter() - started
-        one(__import__("openai").OpenAI(base_url=base + "/v1", api_key="none"), prompts[0], 8)
-        points = [sweep(base, prompts, c, args.max_tokens) for c in args.concurrency]
+        one(__import__("openai").OpenAI(base_url=base + "/v1", api_key="none"), warmup, 8)
+        n = args.n  # other questions at each point, so no answer is served from a cache
+        points = [
+            sweep(base, prompts[i * n : (i + 1) * n], c, args.max_tokens)
+            for i, c in enumerate(args.concurrency)
+        ]
     finally:
         memory.stop.set()
         os.killpg(proc.pid, signal.SIGTERM)
@@ -244,11 +251,12 @@ def plot(results: list[dict], path: Path) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    prompts = grounded_prompts(args.home, args.questions, args.n)
+    prompts = grounded_prompts(args.home, args.questions, args.n * len(args.concurrency) + 1)
+    warmup, prompts = prompts[-1], prompts[:-1]
     results = []
     for kind in args.engines:
         print(f"{kind}: starting", file=sys.stderr)
-        results.append(run_engine(kind, args, prompts))
+        results.append(run_engine(kind, args, prompts, warmup))
         print(json.dumps(results[-1]), file=sys.stderr)
     report = {
         "model": args.model_dir.name,

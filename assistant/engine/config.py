@@ -17,6 +17,8 @@ class EngineConfig:
 
     model: str
     served_name: str
+    kind: str = "vllm"  # or "llama.cpp" (assistant.engine.llamacpp)
+    threads: int | None = None  # llama.cpp's CPU threads; None: every core
     adapters: dict[str, str] = field(default_factory=dict)
     port: int = 0
     max_model_len: int = 2048
@@ -36,6 +38,8 @@ def engine_config(settings) -> EngineConfig:
     return EngineConfig(
         model=settings.model_path,
         served_name=settings.model_name,
+        kind=settings.engine,
+        threads=settings.engine_threads,
         adapters=dict(settings.adapters),
         port=settings.engine_port,
         max_model_len=settings.max_model_len,
@@ -48,7 +52,7 @@ def engine_config(settings) -> EngineConfig:
         extra_args=tuple(settings.engine_extra_args),
         speculative_config=speculative_config(settings.speculative, settings.speculative_tokens),
         start_timeout_s=settings.engine_start_timeout_s,
-        log_file=settings.logs_dir / "vllm.log",
+        log_file=settings.logs_dir / ("vllm.log" if settings.engine == "vllm" else "llamacpp.log"),
     )
 
 

@@ -27,8 +27,12 @@ _EXCEPTION = re.compile(r"^(\(\w+ pid=\d+\) )?[\w.]*(Error|Exception): ")
 _SPECULATIVE_WORDS = ("speculative", "spec_decode", "suffix decoding", "arctic", "ngram", "draft")
 
 
-def explain_failure(log_tail: str) -> str:
-    """One sentence for a failed start: our advice, and vLLM's own words for the cause."""
+def explain_failure(log_tail: str, engine: str = "vLLM") -> str:
+    """One sentence for a failed start: our advice, and the engine's own words for the
+    cause (the advice is vLLM's; llama.cpp gets its last error line)."""
+    if engine != "vLLM":
+        errors = [ln.strip() for ln in log_tail.splitlines() if "error" in ln.lower()]
+        return f"{engine} exited during start-up" + (f": {errors[-1][:300]}" if errors else "")
     lines = [line.strip() for line in log_tail.splitlines()]
     # An engine process's exception is followed by the server's generic "Engine core
     # initialization failed": look at every exception raised, not only the last.

@@ -20,6 +20,7 @@ import urllib.request
 from assistant.engine.checks import check_adapters, check_model_source, free_port
 from assistant.engine.config import EngineConfig, check_speculative
 from assistant.engine.failures import explain_failure
+from assistant.engine.llamacpp import check_llamacpp, llamacpp_command
 from assistant.errors import UserError
 
 
@@ -54,6 +55,8 @@ class EngineProcess:
 
     def command(self) -> list[str]:
         c = self.config
+        if c.kind == "llama.cpp":
+            return llamacpp_command(c, self.port)
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", c.model,
@@ -94,9 +97,12 @@ class EngineProcess:
 
     def start(self, *, wait: bool = True) -> None:
         """Start the child; with ``wait``, block until ready or raise ``UserError``."""
-        check_model_source(self.config.model)
-        check_adapters(self.config.adapters)
-        check_speculative(self.config)
+        if self.config.kind == "llama.cpp":
+            check_llamacpp(self.config)
+        else:
+            check_model_source(self.config.model)
+            check_adapters(self.config.adapters)
+            check_speculative(self.config)
         if self._watcher is not None and self._watcher.is_alive():
             raise RuntimeError("the engine is already running; stop() it first")
         self._stopping.clear()
@@ -143,7 +149,9 @@ class EngineProcess:
             if proc is None or proc.poll() is not None:
                 if not self._set_state("failed"):
                     return  # stop() took the child: that is no start-up failure
-                raise UserError(f"{explain_failure(self.log_tail())} (see {self.config.log_file})")
+                engine = "llama.cpp" if self.config.kind == "llama.cpp" else "vLLM"
+                said = explain_failure(self.log_tail(), engine)
+                raise UserError(f"{said} (see {self.config.log_file})")
             if self.healthy():
                 if self._set_state("ready"):
                     self._ready_since = time.monotonic()
@@ -158,7 +166,9 @@ class EngineProcess:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
+            # llama-cpp-python's server has no /health; its model list answers once loaded
+            path = "/v1/models" if self.config.kind == "llama.cpp" else "/health"
+            with urllib.request.urlopen(self.url + path, timeout=2) as resp:
                 return resp.status == 200
         except OSError:
             return False

