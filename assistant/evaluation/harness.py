@@ -287,8 +287,8 @@ def started_server(
     port = _free_port()
     logfile = Path(tempfile.mkstemp(prefix="eval-answers-serve-", suffix=".log")[1])
     extra = [a for name, d in (adapters or {}).items() for a in ("--adapter", f"{name}={d}")]
-    log(f"starting `assistant serve --model {model}` on port {port} (vLLM needs a minute "
-        f"or more; log: {logfile})")  # fmt: skip
+    log(f"starting `assistant serve --model {model}` on port {port} (with vLLM a minute or "
+        f"more; log: {logfile})")  # fmt: skip
     with logfile.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "assistant", "serve", "--model", model, "--port", str(port),
