@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from assistant.errors import UserError
 from assistant.evaluation.harness import load_questions, locate
 from assistant.evaluation.metrics import (
     EMBEDDER_MODEL,
@@ -22,6 +23,7 @@ from assistant.evaluation.metrics import (
     score_answer,
     summarize,
 )
+from assistant.evaluation.metrics import METRICS as METRIC_NAMES
 from assistant.evaluation.text import cited, says_unknown
 from retrieval.retriever import Hit
 from retrieval.text import split_sentences
@@ -213,6 +215,35 @@ def test_broken_question_lines_are_skipped_with_their_numbers(tmp_path):
     questions, problems = load_questions(path)
     assert [(q.line, q.gold) for q in questions] == [(1, ("vpn-error-codes.md",)), (5, ())]
     assert [p.split(": ")[0].rsplit(":", 1)[1] for p in problems] == ["3", "4", "6", "7"]
+
+
+def test_key_facts_come_from_the_sibling_facts_file_and_are_matched_loosely(tmp_path):
+    from assistant.evaluation.metrics import key_fact_stated, summarize
+
+    path = tmp_path / "manual.jsonl"
+    path.write_text(
+        '{"question": "terminal frozen after ctrl+s", "gold": ["ch01.html"]}\n'
+        '{"question": "why is /tmp empty", "gold": ["ch03.html"]}\n'
+    )
+    (tmp_path / "manual.facts.jsonl").write_text(
+        '{"question": "terminal frozen after ctrl+s", "key_fact": ["Ctrl-Q", "Ctrl+Q"]}\n'
+        '{"question": "why is /tmp empty", "key_fact": null}\n'
+    )
+    questions, _ = load_questions(path)
+    assert [q.key_fact for q in questions] == [("Ctrl-Q", "Ctrl+Q"), None]
+    assert key_fact_stated("Press  ctrl+q to resume [1].", questions[0].key_fact) == 1.0
+    assert key_fact_stated("Press Ctrl+D.", questions[0].key_fact) == 0.0
+    assert key_fact_stated("It is cleaned at boot.", questions[1].key_fact) is None
+    records = [
+        {"gold": ["a"], "key_fact_stated": 1.0, **dict.fromkeys(METRIC_NAMES)},
+        {"gold": ["a"], "key_fact_stated": 0.0, **dict.fromkeys(METRIC_NAMES)},
+        {"gold": ["a"], "key_fact_stated": None, **dict.fromkeys(METRIC_NAMES)},
+    ]
+    summary = summarize(records, "test")
+    assert summary["key_fact_stated"] == 0.5 and summary["n_key_facts"] == 2
+    (tmp_path / "manual.facts.jsonl").write_text('{"question": "x", "key_fact": "Ctrl-Q"}\n')
+    with pytest.raises(UserError, match=r"manual\.facts\.jsonl:1: 'key_fact' must be a list"):
+        load_questions(path)
 
 
 # --- the command, end to end ------------------------------------------------------------

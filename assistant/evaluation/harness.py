@@ -24,7 +24,13 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from assistant.errors import UserError
-from assistant.evaluation.metrics import Embedder, Evidence, Support, score_answer
+from assistant.evaluation.metrics import (
+    Embedder,
+    Evidence,
+    Support,
+    key_fact_stated,
+    score_answer,
+)
 from retrieval.loaders import LoadError, load
 
 # About one chunk: the indexer's chunks are at most 200 MiniLM tokens (chunk_tokens), which
@@ -39,6 +45,31 @@ class Question:
     line: int
     text: str
     gold: tuple[str, ...] | None  # file names; empty: the docs do not answer it; None: unknown
+    key_fact: tuple[str, ...] | None = None  # spellings of the fact a right answer states
+
+
+def key_facts(path: Path) -> dict[str, tuple[str, ...]]:
+    """The key facts of a questions file, from its sibling ``NAME.facts.jsonl`` (lines
+    ``{"question", "key_fact": [spellings] | null}``, written apart from the questions)."""
+    facts_file = path.with_name(path.name.removesuffix(".jsonl") + ".facts.jsonl")
+    if not facts_file.is_file():
+        return {}
+    found = {}
+    for number, line in enumerate(facts_file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            fact = data.get("key_fact")
+            if fact is not None and not (
+                isinstance(fact, list) and fact and all(isinstance(f, str) and f for f in fact)
+            ):
+                raise ValueError("'key_fact' must be a list of spellings or null")
+        except (ValueError, AttributeError) as exc:
+            raise UserError(f"{facts_file}:{number}: {exc}") from None
+        if fact:
+            found[str(data.get("question", "")).strip()] = tuple(fact)
+    return found
 
 
 def load_questions(path: Path) -> tuple[list[Question], list[str]]:
@@ -46,7 +77,7 @@ def load_questions(path: Path) -> tuple[list[Question], list[str]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"questions file '{path}' does not exist")
-    questions, problems = [], []
+    questions, problems, facts = [], [], key_facts(path)
     with path.open(encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -65,8 +96,9 @@ def load_questions(path: Path) -> tuple[list[Question], list[str]]:
                 problems.append(f"{path}:{number}: skipped, {exc}")
                 continue
             names = tuple(g.strip().replace("\\", "/").removeprefix("./") for g in gold)
+            gold_names = tuple(n for n in names if n)
             questions.append(
-                Question(str(path), number, text.strip(), tuple(n for n in names if n))
+                Question(str(path), number, text.strip(), gold_names, facts.get(text.strip()))
             )
     return questions, problems
 
@@ -264,6 +296,7 @@ def run(
                     embedder=embedder,
                 )
             )
+            record["key_fact_stated"] = key_fact_stated(reply.answer, q.key_fact)
         except Exception as exc:  # the server (or judge) failed this one: say so, go on
             record["error"] = describe(exc)
         records.append(record)

@@ -233,6 +233,15 @@ def score_answer(
     }
 
 
+def key_fact_stated(answer: str, spellings: Sequence[str] | None) -> float | None:
+    """1.0 when the answer states the question's key fact (any of its spellings, ignoring
+    case and runs of white space), 0.0 when not; ``None`` for a question without one."""
+    if not spellings:
+        return None
+    said = " ".join(answer.split()).casefold()
+    return float(any(" ".join(s.split()).casefold() in said for s in spellings))
+
+
 def _at_least(value: float | None, threshold: float) -> float | None:
     return None if value is None else float(value >= threshold)
 
@@ -267,6 +276,8 @@ def summarize(records: list[dict], method: str) -> dict:
     summary["abstention_offtopic"] = _mean([r["abstention_correct"] for r in off_topic])
     summary["abstention_answerable"] = _mean([r["abstention_correct"] for r in ok if r["gold"]])
     summary["n_offtopic"] = len(off_topic)
+    summary["key_fact_stated"] = _mean([r.get("key_fact_stated") for r in ok])
+    summary["n_key_facts"] = sum(r.get("key_fact_stated") is not None for r in ok)
     latencies = [r["latency_ms"] for r in ok if r.get("latency_ms") is not None]
     summary["latency_p50_ms"] = _percentile(latencies, 50)
     summary["latency_p95_ms"] = _percentile(latencies, 95)
