@@ -86,7 +86,7 @@ QWEN_05 = Entry(
     joined_bytes=491_400_064,
     joined_sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     layout="gguf",
-    installed_bytes=2_500_000_000,
+    installed_bytes=3_000_000_000,
 )
 
 QWEN_15 = Entry(
@@ -131,7 +131,7 @@ QWEN_15 = Entry(
     joined_bytes=1_117_320_768,
     joined_sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     layout="gguf",
-    installed_bytes=7_500_000_000,
+    installed_bytes=8_300_000_000,
 )
 
 SMOLLM2 = Entry(
