@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from finetune.demo_model import DemoModelConfig
+from finetune.demo_config import DemoModelConfig
 
 LABEL = (
     "helpdesk-demo: DEMO MODEL - a tiny model trained here to quote its sources, "

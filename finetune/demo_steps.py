@@ -6,13 +6,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import TYPE_CHECKING
 
+from finetune.demo_config import DemoModelConfig
 from finetune.errors import FinetuneError
 from finetune.train import eval_loss, pad_batch, tokenize_conversation
-
-if TYPE_CHECKING:
-    from finetune.demo_model import DemoModelConfig
 
 
 def schedule(model, lr: float, steps: int, floor: float, fixed=()):

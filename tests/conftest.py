@@ -55,7 +55,8 @@ def tiny_model(tmp_path_factory) -> Path:
     from dataclasses import replace
 
     from finetune.corpus import demo_corpus
-    from finetune.demo_model import SIZES, build_demo_model
+    from finetune.demo_config import SIZES
+    from finetune.demo_model import build_demo_model
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     conversations, documents = demo_corpus(DATA / "transcripts", DATA / "docs")

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from finetune.demo_model import MARKER, SIZES, DemoModelConfig, build_demo_model, is_built
+from finetune.demo_config import SIZES, DemoModelConfig
+from finetune.demo_model import MARKER, build_demo_model, is_built
 from finetune.errors import FinetuneError
 
 

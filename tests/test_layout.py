@@ -37,15 +37,11 @@ def _modules() -> dict[str, Path]:
 def _imports(path: Path, modules: dict[str, Path]):
     """(imported project module, inside a function?) for each import in ``path``."""
     tree = ast.parse(path.read_text())
-    inside, typing_only = set(), set()
+    inside = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             inside.update(id(n) for n in ast.walk(node) if n is not node)
-        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
-            typing_only.update(id(n) for n in ast.walk(node))  # never run: not an import
     for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
         names = []
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]

@@ -21,7 +21,8 @@ from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load
 from assistant.errors import UserError
 from assistant.knowledge.factories import index_into, make_embedder, make_retriever
 from finetune.corpus import demo_corpus
-from finetune.demo_model import MARKER, SHIPPED, SIZES, build_demo_model, is_built
+from finetune.demo_config import SIZES
+from finetune.demo_model import MARKER, SHIPPED, build_demo_model, is_built
 from finetune.demo_shipped import install_shipped, write_checksums
 from finetune.demo_training import (
     TrainingSet,
