@@ -30,77 +30,83 @@ from assistant.knowledge.index import IndexService
 from assistant.settings import Settings
 
 
+def _services(request: Request):
+    """The ``assistant.gateway.services.Services`` of this app (not imported: ``services``
+    builds ``limits``, which imports this module)."""
+    return request.app.state.services
+
+
+def _present(service, status: int, missing: str):
+    """``service``, or the error that says this server runs without it."""
+    if service is None:
+        raise APIError(status, missing)
+    return service
+
+
 def settings(request: Request) -> Settings:
-    return request.app.state.services.settings
+    return _services(request).settings
 
 
 def upstream(request: Request) -> Upstream:
-    return request.app.state.services.upstream
+    return _services(request).upstream
 
 
 def metrics(request: Request) -> Metrics:
-    return request.app.state.services.metrics
+    return _services(request).metrics
 
 
 def chat_service(request: Request) -> ChatService:
-    return request.app.state.services.chat
+    return _services(request).chat
 
 
 def embedding_service(request: Request) -> EmbeddingService:
-    service = request.app.state.services.embeddings
-    if service is None:
-        raise APIError(404, "no embedding model is configured on this server")
-    return service
+    missing = "no embedding model is configured on this server"
+    return _present(_services(request).embeddings, 404, missing)
 
 
 def answer_log(request: Request) -> AnswerLog:
-    return request.app.state.services.answers
+    return _services(request).answers
 
 
 def grounder(request: Request) -> Grounder:
-    return request.app.state.services.grounder
+    return _services(request).grounder
 
 
 def feedback_service(request: Request) -> FeedbackService:
-    service = request.app.state.services.feedback
-    if service is None:
-        raise APIError(503, "this server keeps no feedback store")
-    return service
+    return _present(_services(request).feedback, 503, "this server keeps no feedback store")
 
 
 def docs_service(request: Request) -> DocsService:
-    return request.app.state.services.docs
+    return _services(request).docs
 
 
 def index_service(request: Request) -> IndexService:
-    service = request.app.state.services.index_service
-    if service is None:
-        raise APIError(503, "this server has no docs index (retrieval is off)")
-    return service
+    missing = "this server has no docs index (retrieval is off)"
+    return _present(_services(request).index_service, 503, missing)
 
 
 def authenticator(request: Request) -> Authenticator:
-    return request.app.state.services.auth
+    return _services(request).auth
 
 
 def oidc_client(request: Request) -> OidcClient | None:
-    return request.app.state.services.oidc
+    return _services(request).oidc
 
 
 def source_links(request: Request) -> SourceLinks:
-    return request.app.state.services.links
+    return _services(request).links
 
 
 def login_delay_s(request: Request) -> float:
-    return request.app.state.services.login_delay_s
+    return _services(request).login_delay_s
 
 
 def escalation_service(request: Request) -> EscalationService:
-    return request.app.state.services.escalations
+    return _services(request).escalations
 
 
 def analytics_service(request: Request) -> AnalyticsService:
-    return request.app.state.services.analytics
+    return _services(request).analytics
 
 
 SettingsDep = Annotated[Settings, Depends(settings)]
