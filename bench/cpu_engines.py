@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assistant.chat.grounding import Grounder  # noqa: E402
+from assistant.engine.checks import free_port  # noqa: E402
 from assistant.knowledge import factories  # noqa: E402
 from assistant.settings import load_settings  # noqa: E402
 
@@ -191,7 +192,7 @@ def sweep(base: str, prompts: list[list[dict]], concurrency: int, max_tokens: in
 
 
 def run_engine(kind: str, args, prompts, warmup) -> dict:
-    from tests.conftest import free_port
+    from openai import OpenAI
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -202,7 +203,7 @@ def run_engine(kind: str, args, prompts, warmup) -> dict:
     try:
         wait_ready(base, proc, log)
         load_s = time.perf_counter() - started
-        one(__import__("openai").OpenAI(base_url=base + "/v1", api_key="none"), warmup, 8)
+        one(OpenAI(base_url=base + "/v1", api_key="none"), warmup, 8)
         n = args.n  # other questions at each point, so no answer is served from a cache
         points = [
             sweep(base, prompts[i * n : (i + 1) * n], c, args.max_tokens)

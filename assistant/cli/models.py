@@ -44,7 +44,7 @@ def list_models(
                 "name": entry.name,
                 "kind": entry.kind,
                 "upstream": entry.upstream,
-                "download_mb": round(entry.download_bytes / 1e6),
+                "download_mb": round(entry.joined_bytes / 1e6),
                 "installed": done.path if done else None,
             }
         )

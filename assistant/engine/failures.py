@@ -28,12 +28,18 @@ _SPECULATIVE_WORDS = ("speculative", "spec_decode", "suffix decoding", "arctic",
 
 
 def explain_failure(log_tail: str, engine: str = "vLLM") -> str:
-    """One sentence for a failed start: our advice, and the engine's own words for the
-    cause (the advice is vLLM's; llama.cpp gets its last error line)."""
-    if engine != "vLLM":
-        errors = [ln.strip() for ln in log_tail.splitlines() if "error" in ln.lower()]
-        return f"{engine} exited during start-up" + (f": {errors[-1][:300]}" if errors else "")
+    """One sentence for a failed start: our advice (for vLLM's known failures), and the
+    engine's own words for the cause."""
     lines = [line.strip() for line in log_tail.splitlines()]
+    advice = _vllm_advice(lines) if engine == "vLLM" else None
+    if advice:
+        return advice
+    errors = [line for line in lines if "error" in line.lower() and not line.startswith("File ")]
+    last = f": {errors[-1][:300]}" if errors else ""
+    return f"{engine} exited during start-up" + last
+
+
+def _vllm_advice(lines: list[str]) -> str | None:
     # An engine process's exception is followed by the server's generic "Engine core
     # initialization failed": look at every exception raised, not only the last.
     raised = [i for i, line in enumerate(lines) if _EXCEPTION.match(line)]
@@ -51,6 +57,4 @@ def explain_failure(log_tail: str, engine: str = "vLLM") -> str:
         hits = [line for line in lines if any(n in line.lower() for n in needles)]
         if hits:
             return f"{advice} (vLLM said: {hits[-1][:300]})"
-    errors = [line for line in lines if "error" in line.lower() and not line.startswith("File ")]
-    last = f": {errors[-1][:300]}" if errors else ""
-    return "vLLM exited during start-up" + last
+    return None

@@ -34,8 +34,8 @@ def find_gguf(model: str) -> Path:
     return found[0]
 
 
-def check_llamacpp(config: EngineConfig) -> Path:
-    """What llama.cpp cannot do here, as one sentence before anything starts; the GGUF."""
+def check_llamacpp(config: EngineConfig) -> None:
+    """What llama.cpp cannot do here, as one sentence before anything starts."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise UserError(f"ASSISTANT_ENGINE=llama.cpp needs llama-cpp-python: {INSTALL}")
     if config.adapters:
@@ -45,7 +45,7 @@ def check_llamacpp(config: EngineConfig) -> Path:
         )
     if config.speculative_config is not None:
         raise UserError("ASSISTANT_SPECULATIVE is a vLLM setting; set it to off with llama.cpp")
-    return find_gguf(config.model)
+    find_gguf(config.model)
 
 
 def llamacpp_command(config: EngineConfig, port: int) -> list[str]:

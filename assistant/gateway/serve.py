@@ -16,6 +16,7 @@ from assistant.escalation.tickets import build_connectors
 from assistant.gateway.app import create_app
 from assistant.gateway.services import Services, build_services
 from assistant.gateway.session import page_guard
+from assistant.models.install import resolve
 from assistant.settings import Settings
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -84,8 +85,8 @@ def check_model(settings: Settings) -> None:
             f"no model configured and no demo model in '{settings.demo_model_dir}'; run "
             f"'assistant demo-model --output {settings.demo_model_dir}' or pass --model"
         )
-    if not settings.llm_urls:
-        settings.model_path  # noqa: B018 - a catalogue name not installed is one sentence, now
+    if not settings.llm_urls and settings.model is not None:
+        resolve(settings.model, settings.models_dir, "llm")  # a name not installed: one sentence
 
 
 def _mount_page(app: FastAPI, services: Services) -> None:

