@@ -45,7 +45,7 @@ def list_models(
                 "kind": entry.kind,
                 "upstream": entry.upstream,
                 "download_mb": round(entry.joined_bytes / 1e6),
-                "installed": done.path if done else None,
+                "installed": str(done) if done else None,
             }
         )
     if as_json:

