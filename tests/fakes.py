@@ -98,8 +98,10 @@ class FakeIndex:
         hits: list | None = None,
         collections: tuple[str, ...] = ("docs",),
         readers: dict[str, set[str]] | None = None,
+        fail: bool = False,
     ):
-        """``readers``: source -> groups that may read it (others: everyone)."""
+        """``readers``: source -> groups that may read it (others: everyone); ``fail``:
+        every search raises, as an unreachable Chroma does."""
         from retrieval.retriever import Hit
 
         self.hits = (
@@ -139,6 +141,7 @@ class FakeIndex:
         self.readers = readers or {}
         self.queries: list[tuple[str, int, str | None]] = []
         self.scopes: list[frozenset[str] | None] = []
+        self.fail = fail
 
     def _may_read(self, source: str, groups: frozenset[str] | None) -> bool:
         allowed = self.readers.get(source, {"everyone"})
@@ -155,6 +158,8 @@ class FakeIndex:
 
         if collection is not None and collection not in self.collections:
             raise RetrievalError(f"collection '{collection}' does not exist; index it first")
+        if self.fail:
+            raise RetrievalError("the index is unreachable")
         self.queries.append((query, k, collection))
         self.scopes.append(groups)
         return [h for h in self.hits if self._may_read(h.source, groups)][:k]

@@ -5,8 +5,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from assistant.chat.answer_log import AnswerLog
 from assistant.chat.prompt import PromptBuilder, search_query
 from assistant.chat.upstream import _upstream_error
+from assistant.evaluation.text import says_unknown
 from assistant.settings import load_settings
 from retrieval.retriever import Hit
 from tests.conftest import gateway_app
@@ -95,14 +97,54 @@ def test_unknown_collection_is_404(client):
     assert "collection 'hr'" in resp.json()["error"]["message"]
 
 
-def test_nothing_relevant_is_said_honestly(upstream):
-    weak = FakeIndex(hits=[Hit(1, "a.md", "A", "", None, 0.05, "unrelated")])
-    app = gateway_app(load_settings(), upstream=upstream, index=weak)
+WEAK = [Hit(1, "a.md", "A", "", None, 0.05, "unrelated")]
+
+
+def test_nothing_relevant_is_declined_by_the_gateway_itself(upstream, tmp_path):
+    # the default (ungrounded_reply=fixed): the engine is not asked at all
+    log = AnswerLog(tmp_path / "answers.sqlite")
+    settings = load_settings(company_name="Fennmoor")
+    app = gateway_app(settings, upstream=upstream, index=FakeIndex(hits=WEAK), answers=log)
+    with TestClient(app) as c:
+        body = c.post("/v1/chat/completions", json=ASK).json()
+        with c.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as resp:
+            events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert upstream.requests == []
+    assert body["grounded"] is False and body["sources"] == []
+    text = body["choices"][0]["message"]["content"]
+    assert "Fennmoor's IT documentation" in text and "IT Service Desk" in text
+    assert says_unknown(text)
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] == 0
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["grounded"] is False and chunks[0]["sources"] == []
+    streamed = "".join(
+        (ch.get("delta") or {}).get("content") or "" for c in chunks for ch in c["choices"]
+    )
+    assert streamed == text
+    for completion_id in (body["id"], chunks[0]["id"]):  # both kept, for feedback and history
+        kept = log.get(completion_id, "anonymous")
+        assert kept["answer"] == text and kept["sources"] == []
+
+
+def test_nothing_relevant_can_be_left_to_the_model(upstream):
+    settings = load_settings(ungrounded_reply="model")
+    app = gateway_app(settings, upstream=upstream, index=FakeIndex(hits=WEAK))
     with TestClient(app) as c:
         body = c.post("/v1/chat/completions", json=ASK).json()
     assert body["grounded"] is False and body["sources"] == []
     system = sent_messages(upstream)[0]["content"]
     assert "found nothing relevant" in system and "Service Desk" in system
+
+
+def test_without_a_search_the_engine_answers(upstream):
+    # retrieval unavailable (the index raises): nobody knows whether the docs cover it
+    app = gateway_app(load_settings(), upstream=upstream, index=FakeIndex(fail=True))
+    with TestClient(app) as c:
+        body = c.post("/v1/chat/completions", json=ASK).json()
+    assert body["grounded"] is False
+    assert "found nothing relevant" in sent_messages(upstream)[0]["content"]
 
 
 def test_caller_system_prompt_is_kept_after_ours(client, upstream):

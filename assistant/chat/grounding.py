@@ -23,6 +23,9 @@ class Grounding:
     # kept with the answer so a ticket shows what was tried; never sent to the client
     tried: list[dict] = field(default_factory=list)
     searched: bool = True  # False: retrieval was off for this request (``off``)
+    # the gateway's own reply, when the search ran, found nothing relevant and the settings
+    # say not to ask the engine (``ungrounded_reply="fixed"``); ``None``: the engine answers
+    reply: str | None = None
 
     @classmethod
     def off(cls, messages: list[dict]) -> Grounding:
@@ -58,6 +61,7 @@ class Grounder:
         expand: Callable[[str], Awaitable[str]] | None = None,
         hyde: bool = False,
         link: Callable[[str], str] | None = None,
+        fixed_decline: bool = True,
     ) -> None:
         self.index = index
         self.prompts = prompts
@@ -70,6 +74,9 @@ class Grounder:
         self.expand = expand  # HyDE through the served model (assistant.chat.query_expansion)
         self.hyde = hyde  # whether to expand when the request does not say
         self.link = link  # a short-lived URL that opens a cited document
+        # nothing relevant found: reply with the template's fixed decline instead of asking
+        # the engine, which small models answer from what they think they know
+        self.fixed_decline = fixed_decline
 
     @classmethod
     def from_settings(cls, index: Index | None, settings, **wiring) -> Grounder:
@@ -83,6 +90,7 @@ class Grounder:
             min_score=settings.retrieval_min_score,
             min_top_score=settings.retrieval_min_top_score,
             max_chars=settings.retrieval_max_chars,
+            fixed_decline=settings.ungrounded_reply == "fixed",
             **wiring,
         )
 
@@ -101,10 +109,15 @@ class Grounder:
         if hyde and self.expand is not None and query:
             query = await self.expand(query)
         found = await self._search(query, k, collection, scope)
-        kept = self.keep(found)
+        kept = self.keep(found or [])
         used = {(h.source, h.section, h.text) for h in kept}
-        tried = [h.citation() for h in found if (h.source, h.section, h.text) not in used]
-        return Grounding(self.prompts.apply(messages, kept), [self._cite(h) for h in kept], tried)
+        tried = [h.citation() for h in found or [] if (h.source, h.section, h.text) not in used]
+        grounding = Grounding(
+            self.prompts.apply(messages, kept), [self._cite(h) for h in kept], tried
+        )
+        if not kept and found is not None and self.fixed_decline:
+            grounding.reply = self.prompts.declined_text
+        return grounding
 
     def keep(self, passages: list) -> list:
         """The passages that go into the prompt, numbered from 1: none unless the best one
@@ -142,9 +155,12 @@ class Grounder:
 
     async def _search(
         self, query: str, k: int, collection: str | None, scope: frozenset[str] | None
-    ) -> list:
+    ) -> list | None:
+        """The passages found; ``None`` when no search ran (no index, nothing to search
+        for, retrieval unavailable): then the engine answers with the ungrounded prompt,
+        as nobody knows whether the docs cover the question."""
         if self.index is None or not query:
-            return []
+            return None
         start = time.perf_counter()
         try:
             # Embedding and the vector search are CPU-bound: keep them off the event loop.
@@ -153,6 +169,6 @@ class Grounder:
             if collection is not None:
                 raise APIError(404, str(exc), code="collection_not_found") from None
             log.warning("retrieval unavailable, answering ungrounded: %s", exc)
-            return []
+            return None
         finally:
             self.observe(time.perf_counter() - start)

@@ -70,6 +70,7 @@ class PromptBuilder:
     grounded: Any  # langchain PromptTemplate
     ungrounded: Any
     company: str
+    declined_text: str = ""  # the gateway's own reply when nothing relevant is found
 
     @classmethod
     def from_file(cls, path: Path = TEMPLATES, company: str = "the company") -> PromptBuilder:
@@ -81,6 +82,7 @@ class PromptBuilder:
             grounded=PromptTemplate.from_template(data["grounded"]),
             ungrounded=PromptTemplate.from_template(data["ungrounded"]),
             company=company,
+            declined_text=" ".join(data["declined"].format(company=company).split()),
         )
 
     def system_prompt(self, passages: list[Passage]) -> str:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from assistant.chat import fixed_reply
 from assistant.chat.answer_log import AnswerLog
 from assistant.chat.grounding import Grounder, Grounding
 from assistant.chat.prompt import text_of
@@ -54,6 +55,7 @@ class Prepared:
     extension: dict | None  # the grounding fields the response carries (Grounding.extension)
     record: dict  # what the answer log keeps with the answer
     started: float  # time.perf_counter() when the request came in
+    reply: str | None = None  # the gateway's own answer (Grounding.reply): no engine call
 
 
 class ChatService:
@@ -95,7 +97,9 @@ class ChatService:
         record = {"user": principal.name, "model": request.model, "messages": asked,
                   "sources": grounding.sources, "grounded": grounding.grounded,
                   "tried": grounding.tried}  # fmt: skip
-        return Prepared(body, request.stream, grounding.extension(), record, started)
+        return Prepared(
+            body, request.stream, grounding.extension(), record, started, grounding.reply
+        )
 
     async def _ground(
         self, messages: list[dict], options, scope: frozenset[str] | None
@@ -106,7 +110,10 @@ class ChatService:
 
     async def _respond(self, prepared: Prepared) -> dict[str, Any]:
         """One answer: the engine's, with the grounding fields; counted and recorded."""
-        result = await self.upstream.post("/v1/chat/completions", prepared.body)
+        if prepared.reply is not None:
+            result = fixed_reply.completion(prepared.reply, prepared.body["model"])
+        else:
+            result = await self.upstream.post("/v1/chat/completions", prepared.body)
         if prepared.extension:
             result = {**result, **prepared.extension}
         if self.metrics is not None:
@@ -127,7 +134,10 @@ class ChatService:
         body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                   "include_usage": True}  # fmt: skip
         sent = time.perf_counter()
-        first, rest = await self._open_stream("/v1/chat/completions", body)
+        if prepared.reply is not None:
+            first, rest = fixed_reply.stream(prepared.reply, body["model"])
+        else:
+            first, rest = await self._open_stream("/v1/chat/completions", body)
         arrived = time.perf_counter()
 
         def ended(end: StreamEnd) -> None:

@@ -77,6 +77,14 @@ class RetrievalSettings(BaseModel):
         'this, none is used and the answer carries "grounded": false. Depends on the '
         "embedding model: calibrate with data/tools/relevance_gate.py.",
     )
+    ungrounded_reply: Literal["fixed", "model"] = Field(
+        "fixed",
+        description="When no passage passes the relevance gate. fixed: the gateway replies "
+        "itself that the documentation does not cover the question and points to the IT "
+        "Service Desk (the 'declined' text in assistant/chat/templates/grounding.yaml; the "
+        "engine is not asked, so small models cannot make up an answer); model: the engine "
+        "answers with the 'ungrounded' prompt, which lets a capable model reply to small talk.",
+    )
     retrieval_max_chars: int = Field(
         3000, ge=200, description="Most characters of passages put into one prompt."
     )
