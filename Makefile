@@ -47,12 +47,28 @@ corpora:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debian-reference-en; \
 	else echo "retrieval floor tests need: sudo apt-get install debian-reference-en"; fi
 
+# MODEL=NAME serves a real model of `assistant models list` instead of the quoting demo model:
+# installed once into HOME/models (checked, converted); on a CPU through llama.cpp, whose
+# Python package builds once (about 9 minutes), on a GPU through vLLM.
+MODEL ?=
+ifeq ($(ENGINE),cpu)
+REAL_ENGINE := llama.cpp
+else
+REAL_ENGINE := vllm
+endif
+
 # The admin tab wants ASSISTANT_ADMIN_KEY; without one, the demo makes one up and prints it.
 demo: install
-	@if [ -z "$$ASSISTANT_MODEL" ]; then $(BIN)/assistant demo-model --output $(DEMO_MODEL); fi
+	@if [ -n "$(MODEL)" ]; then \
+	  ASSISTANT_HOME=$(HOME_DIR) $(BIN)/assistant models install $(MODEL) || exit 1; \
+	  if [ "$(REAL_ENGINE)" = llama.cpp ] && ! $(BIN)/python -c "import llama_cpp" 2>/dev/null; then \
+	    echo "building llama.cpp (once, about 9 minutes)"; $(PIP) install --quiet -e ".[llamacpp]" || exit 1; \
+	  fi; \
+	elif [ -z "$$ASSISTANT_MODEL" ]; then $(BIN)/assistant demo-model --output $(DEMO_MODEL); fi
 	$(BIN)/assistant index data/docs
 	@key="$${ASSISTANT_ADMIN_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))')}"; \
 	echo "admin key for the page's Admin tab: $$key"; \
+	if [ -n "$(MODEL)" ]; then export ASSISTANT_MODEL="$(MODEL)" ASSISTANT_ENGINE="$(REAL_ENGINE)"; fi; \
 	ASSISTANT_ADMIN_KEY="$$key" ASSISTANT_COMPANY_NAME="$${ASSISTANT_COMPANY_NAME:-Fennmoor Logistics}" \
 	  $(BIN)/assistant serve
 

@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--n", type=int, default=8, help="questions per concurrency point (other ones each)"
     )
     p.add_argument("--home", type=Path, help="an ASSISTANT_HOME with data/docs indexed")
+    p.add_argument("--k", type=int, default=4, help="passages retrieved per question")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--llamacpp-python", default=sys.executable)
@@ -61,11 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def grounded_prompts(home: Path | None, questions: Path, n: int) -> list[list[dict]]:
-    """The messages the gateway would send the engine for the first ``n`` questions."""
+def grounded_prompts(home: Path | None, questions: Path, n: int, k: int = 4) -> list[list[dict]]:
+    """The messages the gateway would send the engine for the first ``n`` questions, with
+    ``k`` passages retrieved for each."""
     asked = [json.loads(line)["question"] for line in questions.read_text().splitlines()][:n]
     with tempfile.TemporaryDirectory() as scratch:
-        settings = load_settings(None, home=home or Path(scratch))
+        settings = load_settings(None, home=home or Path(scratch), retrieval_k=k)
         client = factories.open_store(settings)
         embedder = factories.make_embedder(settings)
         if home is None:
@@ -252,7 +254,8 @@ def plot(results: list[dict], path: Path) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    prompts = grounded_prompts(args.home, args.questions, args.n * len(args.concurrency) + 1)
+    wanted = args.n * len(args.concurrency) + 1
+    prompts = grounded_prompts(args.home, args.questions, wanted, args.k)
     warmup, prompts = prompts[-1], prompts[:-1]
     results = []
     for kind in args.engines:
@@ -263,6 +266,7 @@ def main(argv=None) -> None:
         "model": args.model_dir.name,
         "questions": str(args.questions.relative_to(ROOT)),
         "max_tokens": args.max_tokens,
+        "passages": args.k,
         "threads": args.threads,
         "engines": results,
     }

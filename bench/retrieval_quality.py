@@ -3,8 +3,9 @@
     python bench/retrieval_quality.py [--set test|dev] [--corpus NAME]... [--k 5]
         [--store-dir .assistant/eval-stores] [--out bench/results]
 
-For each corpus of data/eval/public/corpora.json whose Debian package is installed (the
-others are listed as skipped, with the package to install), and for the sample company:
+For each corpus of data/eval/public/corpora.json whose Debian packages are installed (the
+others are listed as skipped, with the packages to install; a corpus with a ``prepare``
+command, e.g. Mallard pages converted to HTML, is prepared first), and for the sample company:
 links the corpus's files into a folder, runs `assistant eval-retrieval --compare --json`
 on its questions (``<corpus>.jsonl``, or ``<corpus>.dev.jsonl`` with --set dev) and collects
 recall@1, recall@5 and MRR of the naive baseline and of the dense, keyword and hybrid modes,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,27 @@ def link_corpus(spec: dict, into: Path) -> int:
             target.symlink_to(path)
             count += 1
     return count
+
+
+def installed(package: str) -> bool:
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.returncode == 0 and "install ok installed" in done.stdout
+
+
+def ready(spec: dict) -> str | None:
+    """Why the corpus cannot be measured here (``None``: it can); runs its ``prepare``
+    command when its packages are installed and its folder is not there yet."""
+    if Path(spec["root"]).is_dir():
+        return None
+    packages = spec["package"].split()
+    if spec.get("prepare") and shutil.which("dpkg-query") and all(map(installed, packages)):
+        print(f"preparing: {spec['prepare']}", flush=True)
+        done = subprocess.run(spec["prepare"], shell=True, capture_output=True, text=True)
+        if done.returncode != 0 or not Path(spec["root"]).is_dir():
+            return f"prepare failed: {done.stderr.strip()[-300:] or 'no folder'}"
+        return None
+    return f"not installed: apt-get install {spec['package']}"
 
 
 def run_eval(docs: Path, questions: Path, store: Path, k: int) -> dict:
@@ -117,8 +140,9 @@ def main() -> None:
         for name, spec in specs.items():
             if args.corpus and name not in args.corpus:
                 continue
-            if not Path(spec["root"]).is_dir():
-                report["skipped"][name] = f"not installed: apt-get install {spec['package']}"
+            reason = ready(spec)
+            if reason is not None:
+                report["skipped"][name] = reason
                 print(f"skipping {name}: {report['skipped'][name]}", flush=True)
                 continue
             docs = Path(tmp) / name

@@ -129,6 +129,17 @@ def test_no_citations_scores_zero(score):
     assert result["faithfulness"] == 1.0
 
 
+@pytest.mark.parametrize("answer", ["[1] [2]", "[1]", "Yes [1].", ""])
+def test_an_answer_that_states_nothing_earns_nothing_for_its_citations(score, answer):
+    # a small model that answers with the source numbers alone cites the gold file, but it
+    # has not answered: no gold credit, no valid citation, not counted as answering
+    m = score(answer)
+    assert m["empty"] is True
+    assert m["gold_source_cited"] == 0.0 and m["abstention_correct"] == 0.0
+    assert m["citation_validity"] in (0.0, None) and m["faithfulness"] is None
+    assert score(f"{SUPPORTED} [1].")["empty"] is False
+
+
 def test_an_answer_close_to_another_question_is_not_relevant(score):
     result = score("Reception hands out FENN-GUEST vouchers for one day [2].")
     assert result["answer_relevance"] == 0.0

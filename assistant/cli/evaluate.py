@@ -102,6 +102,8 @@ def eval_answers(
     answer_relevance    the answer is close to its question (declining ones n/a)
     abstention_correct  "gold": [] questions: the server said grounded false and the
                         answer says it does not know; the others: it answered
+    empty_answers       answers that state nothing ("[1] [2]", "Yes."): no gold or
+                        citation credit, and they do not count as answering
 
     Support is MiniLM cosine plus word overlap (method embedder+overlap), or with --judge-url
     a yes/no from that model (judge:MODEL). Broken question lines are skipped with their

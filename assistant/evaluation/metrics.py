@@ -182,6 +182,9 @@ def score_answer(
     unknown = says_unknown(answer)
     abstained = unknown or not grounded
     declined = unknown and not sources  # "not covered, ask the Service Desk": nothing to check
+    # no claim and no "I don't know": "[1] [2] [3]" or "Yes." says nothing a source could back,
+    # so its citations count for nothing and it does not count as answering
+    empty = not claims and not unknown
 
     detail, valid, total, out_of_range = [], 0, 0, 0
     for sentence in sentences:
@@ -191,7 +194,7 @@ def score_answer(
             total += 1
             if n not in index:
                 out_of_range += 1
-            elif row is None or row[index[n]].ok:
+            elif not empty and (row is None or row[index[n]].ok):
                 valid += 1  # a citation on a sentence with nothing to check counts if it exists
         if row is not None:
             detail.append(_sentence_detail(sentence, numbers, row, sources))
@@ -207,7 +210,7 @@ def score_answer(
     if gold:
         cited_sources = [sources[index[n]].get("source") or "" for s in sentences for n in cited(s)
                          if n in index]  # fmt: skip
-        gold_cited = float(any(is_gold(src, frozenset(gold)) for src in cited_sources))
+        gold_cited = float(not empty and any(is_gold(s, frozenset(gold)) for s in cited_sources))
     relevance_cos = None
     if not unknown and strip_citations(answer).strip():
         q_vec, a_vec = embedder.embed([question, strip_citations(answer)])
@@ -216,7 +219,7 @@ def score_answer(
     if gold is None:  # not known whether the docs answer it
         abstention_correct = None
     else:
-        abstention_correct = (not abstained) if gold else (not grounded and unknown)
+        abstention_correct = (not abstained and not empty) if gold else (not grounded and unknown)
     return {
         "faithfulness": round(supported / len(claims), 4) if claims and not declined else None,
         "citation_validity": round(citation_validity, 4) if citation_validity is not None else None,
@@ -224,6 +227,7 @@ def score_answer(
         "answer_relevance": _at_least(relevance_cos, RELEVANT_COSINE),
         "relevance_cosine": relevance_cos,
         "says_unknown": unknown,
+        "empty": empty,
         "abstained": abstained,
         "abstention_correct": None if abstention_correct is None else float(abstention_correct),
         "citations": {"total": total, "valid": valid, "out_of_range": out_of_range},
@@ -276,6 +280,7 @@ def summarize(records: list[dict], method: str) -> dict:
     summary["abstention_offtopic"] = _mean([r["abstention_correct"] for r in off_topic])
     summary["abstention_answerable"] = _mean([r["abstention_correct"] for r in ok if r["gold"]])
     summary["n_offtopic"] = len(off_topic)
+    summary["empty_answers"] = _mean([float(r["empty"]) for r in ok if "empty" in r])
     summary["key_fact_stated"] = _mean([r.get("key_fact_stated") for r in ok])
     summary["n_key_facts"] = sum(r.get("key_fact_stated") is not None for r in ok)
     latencies = [r["latency_ms"] for r in ok if r.get("latency_ms") is not None]

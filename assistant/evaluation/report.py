@@ -18,13 +18,14 @@ MEANINGS = {
     "abstention_offtopic": "the same, on the questions with gold []",
     "abstention_answerable": "the same, on the questions with gold files",
     "key_fact_stated": "answers stating the question's key fact (questions with one: n_key_facts)",
+    "empty_answers": "answers that state nothing: only citations, or too short to check",
     "latency_p50_ms": "time per answer, median (ms)",
     "latency_p95_ms": "time per answer, 95th percentile (ms)",
     "tokens_per_answer": "completion tokens per answer (mean)",
 }
 SHARES = {"gold_source_cited", "faithfulness", "citation_validity", "answer_relevance",
           "abstention_correct", "abstention_offtopic", "abstention_answerable",
-          "key_fact_stated"}  # fmt: skip
+          "key_fact_stated", "empty_answers"}  # fmt: skip
 FILES = ("answers.jsonl", "summary.json", "summary.md", "summary.png")
 
 
