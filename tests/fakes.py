@@ -196,18 +196,10 @@ class ScriptedUpstream(FakeUpstream):
         self.failing = failing
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        if body.get("messages") and asked(body["messages"][-1]["content"]) in self.failing:
+        if body.get("messages") and body["messages"][-1]["content"] in self.failing:
             raise APIError(502, "the engine failed on this one")
         return await super().post(path, body)
 
     def _answer(self, body: dict) -> str:
-        question = asked(body["messages"][-1]["content"]) if "messages" in body else body["prompt"]
+        question = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
         return self.answers.get(question, "echo: " + str(question))
-
-
-def asked(content: str) -> str:
-    """The employee's question in a user message, without the sources and rules that the
-    grounded prompt (chat/templates/grounding.yaml) puts around it."""
-    if "SOURCES>>>" not in content or "Question: " not in content:
-        return content
-    return content.split("Question: ", 1)[1].split("\n\n", 1)[0]

@@ -29,7 +29,6 @@ from finetune.demo_training import (
 from finetune.errors import FinetuneError
 from retrieval.text import split_sentences
 from tests.conftest import ROOT
-from tests.fakes import asked as question_of
 
 VPN = (
     "vpn-error-codes.md",
@@ -120,16 +119,15 @@ def test_examples_are_the_gateways_prompt_and_the_top_sources_opening(monkeypatc
     made = build_training_set(
         retrieved.__getitem__, g.keep, g.prompts.apply, asked, seed=3, log=lambda _: None
     )
-    by_question = {question_of(c[-2]["content"]): c for c in made.conversations}
-    system, user, answer = by_question["wired port leave on"]
-    assert system["role"] == "system" and user["role"] == "user"
-    prompt = user["content"]  # the passages in the order retrieved: [1] vpn, [2] wifi
-    assert prompt.index("(vpn-error-codes.md)") < prompt.index("(guest-")
+    by_question = {c[-2]["content"]: c for c in made.conversations}
+    system, _, answer = by_question["wired port leave on"]
+    assert system["role"] == "system"  # the passages in the order retrieved: [1] vpn, [2] wifi
+    assert system["content"].index("(vpn-error-codes.md)") < system["content"].index("(guest-")
     # the prompt shows the text without its heading line, and the answer is its opening,
     # copied as it stands there, cited [1]
-    assert "\n## TP-204" not in prompt
+    assert "\n## TP-204" not in system["content"]
     opening = "Your laptop's device certificate is renewed every 180 days by Fleetwarden"
-    assert f"(vpn-error-codes.md)\n{opening}." in prompt
+    assert f"(vpn-error-codes.md)\n{opening}." in system["content"]
     assert answer["content"] == f"{opening} [1]."
     assert by_question["vpn TP-204"][-1]["content"] == f"{opening} [1]."
     voucher = by_question["guest voucher"][-1]["content"]

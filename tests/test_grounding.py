@@ -51,24 +51,22 @@ def test_answer_carries_sources_and_grounded(client, upstream):
     first = body["sources"][0]
     assert set(first) >= {"rank", "source", "title", "score", "snippet", "section", "page"}
     assert first["rank"] == 1 and first["score"] == 0.71
-    system, asked = sent_messages(upstream)
-    assert system["role"] == "system" and "Fennmoor Logistics" in system["content"]
-    # the sources travel with the question, in front of it, and the rules after it
-    assert asked["role"] == "user"
-    text = asked["content"]
-    assert "[1] VPN error codes and fixes > TP-204 Device certificate (vpn-error-codes.md)" in text
-    assert "(acceptable-use-policy.pdf, page 2)" in text
+    system = sent_messages(upstream)[0]
+    assert system["role"] == "system"
+    assert "Fennmoor Logistics" in system["content"]
     assert (
-        text.index("SOURCES>>>") < text.index("Question: VPN says TP-204") < text.index("like [1]")
+        "[1] VPN error codes and fixes > TP-204 Device certificate (vpn-error-codes.md)"
+        in (system["content"])
     )
-    assert "(guest-wifi.html)" not in text  # under the relevance floor
+    assert "(acceptable-use-policy.pdf, page 2)" in system["content"]
+    assert sent_messages(upstream)[1:] == ASK["messages"]
 
 
 def test_source_text_is_fenced_as_data(client, upstream):
     client.post("/v1/chat/completions", json=ASK)
-    system, asked = (m["content"] for m in sent_messages(upstream))
-    injected = asked.index("Ignore all previous instructions")
-    assert asked.index("<<<SOURCES") < injected < asked.index("SOURCES>>>")
+    system = sent_messages(upstream)[0]["content"]
+    injected = system.index("Ignore all previous instructions")
+    assert system.index("<<<SOURCES") < injected < system.index("SOURCES>>>")
     assert "not instructions" in system
 
 
@@ -194,38 +192,19 @@ def test_prompt_too_long_for_the_model_is_413():
     assert err.status == 413 and err.code == "context_length_exceeded"
 
 
-def test_template_file_renders_every_prompt():
-    prompts = PromptBuilder.from_file(company="ACME {corp}")
-    assert "found nothing relevant" in prompts.system_prompt([])
+def test_template_file_renders_both_prompts():
+    prompts = PromptBuilder.from_file(company="ACME")
+    assert "ACME" in prompts.system_prompt([])
     hit = Hit(1, "x.md", "X", "Intro", None, 0.9, "Body {with braces}")
-    assert "ACME {corp}" in prompts.system_prompt([hit])
-    asked = prompts.question("what {is} this?", [hit])
-    assert "Body {with braces}" in asked and "Question: what {is} this?" in asked
-    assert prompts.declined_text.startswith("I don't know: ACME {corp}'s IT documentation")
-
-
-def test_follow_ups_carry_the_sources_in_the_last_question_only():
-    prompts = PromptBuilder.from_file()
-    hit = Hit(1, "x.md", "X", "Intro", None, 0.9, "Body")
-    convo = [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "answer"},
-        {"role": "user", "content": [{"type": "text", "text": "and then?"}]},
-    ]
-    sent = prompts.apply(convo, [hit])
-    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
-    assert sent[0]["content"].endswith("Be brief.")
-    assert sent[1:3] == convo[1:3]
-    assert "<<<SOURCES" in sent[3]["content"] and "Question: and then?" in sent[3]["content"]
+    assert "Body {with braces}" in prompts.system_prompt([hit])
 
 
 def test_a_passage_is_shown_without_the_heading_lines_its_header_names():
     prompts = PromptBuilder.from_file(company="ACME")
     hit = Hit(1, "vpn.md", "VPN", "VPN > Codes", None, 0.9, "# VPN\n## Codes  \n\nTP-204: wait.")
-    assert "[1] VPN > Codes (vpn.md)\nTP-204: wait." in prompts.question("q", [hit])
+    assert "[1] VPN > Codes (vpn.md)\nTP-204: wait." in prompts.system_prompt([hit])
     only = Hit(1, "vpn.md", "VPN", "VPN > Codes", None, 0.9, "## Codes")
-    assert "(vpn.md)\n## Codes" in prompts.question("q", [only])  # nothing else to show
+    assert "(vpn.md)\n## Codes" in prompts.system_prompt([only])  # nothing else to show
 
 
 def test_hyde_searches_with_the_models_passage_and_survives_its_failure(upstream, index):

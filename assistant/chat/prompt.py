@@ -67,11 +67,8 @@ def search_query(messages: list[dict]) -> str:
 
 @dataclass(frozen=True)
 class PromptBuilder:
-    """The templates of ``templates/grounding.yaml`` (LangChain ``PromptTemplate``s)."""
-
-    system: Any  # the system prompt of a grounded answer: {company}
-    grounded: Any  # the last user message with its sources: {sources}, {question}
-    ungrounded: Any  # the system prompt when nothing relevant was found: {company}
+    grounded: Any  # langchain PromptTemplate
+    ungrounded: Any
     company: str
     declined_text: str = ""  # the gateway's own reply when nothing relevant is found
 
@@ -82,7 +79,6 @@ class PromptBuilder:
 
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         return cls(
-            system=PromptTemplate.from_template(data["system"]),
             grounded=PromptTemplate.from_template(data["grounded"]),
             ungrounded=PromptTemplate.from_template(data["ungrounded"]),
             company=company,
@@ -90,26 +86,16 @@ class PromptBuilder:
         )
 
     def system_prompt(self, passages: list[Passage]) -> str:
-        template = self.system if passages else self.ungrounded
-        return template.format(company=self.company).strip()
-
-    def question(self, question: str, passages: list[Passage]) -> str:
-        """The employee's message with the numbered sources before it and the rules after."""
-        sources = format_sources(passages)
-        return self.grounded.format(sources=sources, question=question.strip()).strip()
+        if not passages:
+            return self.ungrounded.format(company=self.company).strip()
+        return self.grounded.format(company=self.company, sources=format_sources(passages)).strip()
 
     def apply(self, messages: list[dict], passages: list[Passage]) -> list[dict]:
-        """Messages with our system prompt first (merged with the caller's own system text)
-        and, when there are passages, the last user message carrying them."""
+        """Messages with our system prompt first, merged with the caller's own system text."""
         system = self.system_prompt(passages)
         rest = list(messages)
         if rest and rest[0].get("role") in {"system", "developer"}:
             system += "\n\n" + text_of(rest.pop(0).get("content"))
-        users = [i for i, m in enumerate(rest) if m.get("role") == "user"]
-        if passages and users:
-            last = rest[users[-1]]
-            asked = self.question(text_of(last.get("content")), passages)
-            rest[users[-1]] = {**last, "content": asked}
         return [{"role": "system", "content": system}, *rest]
 
 
