@@ -109,13 +109,14 @@ class Grounder:
         if hyde and self.expand is not None and query:
             query = await self.expand(query)
         found = await self._search(query, k, collection, scope)
-        kept = self.keep(found or [])
+        searched, found = found is not None, found or []
+        kept = self.keep(found)
         used = {(h.source, h.section, h.text) for h in kept}
-        tried = [h.citation() for h in found or [] if (h.source, h.section, h.text) not in used]
+        tried = [h.citation() for h in found if (h.source, h.section, h.text) not in used]
         grounding = Grounding(
             self.prompts.apply(messages, kept), [self._cite(h) for h in kept], tried
         )
-        if not kept and found is not None and self.fixed_decline:
+        if not kept and searched and self.fixed_decline:
             grounding.reply = self.prompts.declined_text
         return grounding
 

@@ -210,7 +210,8 @@ def score_answer(
     if gold:
         cited_sources = [sources[index[n]].get("source") or "" for s in sentences for n in cited(s)
                          if n in index]  # fmt: skip
-        gold_cited = float(not empty and any(is_gold(s, frozenset(gold)) for s in cited_sources))
+        golds = frozenset(gold)
+        gold_cited = float(not empty and any(is_gold(src, golds) for src in cited_sources))
     relevance_cos = None
     if not unknown and strip_citations(answer).strip():
         q_vec, a_vec = embedder.embed([question, strip_citations(answer)])
