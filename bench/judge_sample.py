@@ -67,21 +67,30 @@ def candidates(run: Path, home: Path, docs: Path) -> list[dict]:
             passages.append(Evidence.of(s, body).text)
         claims = [strip_citations(s) for s in split_sentences(record["answer"]) if is_claim(s)]
         if claims:
-            out.append({"run": run.name, "question": record["question"],
-                        "answer": record["answer"], "passages": passages, "claims": claims})
+            out.append(
+                {
+                    "run": run.name,
+                    "question": record["question"],
+                    "answer": record["answer"],
+                    "passages": passages,
+                    "claims": claims,
+                }
+            )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", nargs=3, action="append", required=True,
-                        metavar=("RESULTS", "HOME", "DOCS"))
+    parser.add_argument(
+        "--run", nargs=3, action="append", required=True, metavar=("RESULTS", "HOME", "DOCS")
+    )
     parser.add_argument("--answers", type=int, default=70, help="answers to sample")
     parser.add_argument("--per-answer", type=int, default=3, help="sentences per answer, at most")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    pool = [c for run, home, docs in args.run for c in candidates(Path(run), Path(home), Path(docs))]
+    pool = [c for run, home, docs in args.run
+            for c in candidates(Path(run), Path(home), Path(docs))]  # fmt: skip
     rng = random.Random(args.seed)
     chosen = rng.sample(pool, min(args.answers, len(pool)))
     rows = []
@@ -89,13 +98,22 @@ def main() -> None:
         claims = c["claims"]
         picked = sorted(rng.sample(range(len(claims)), min(args.per_answer, len(claims))))
         for i in picked:
-            rows.append({"id": f"a{answer_no:03d}s{i + 1}", "run": c["run"],
-                         "question": c["question"], "passages": c["passages"],
-                         "answer": c["answer"], "sentence": claims[i]})
+            rows.append(
+                {
+                    "id": f"a{answer_no:03d}s{i + 1}",
+                    "run": c["run"],
+                    "question": c["question"],
+                    "passages": c["passages"],
+                    "answer": c["answer"],
+                    "sentence": claims[i],
+                }
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    print(f"{len(pool)} answers with claims and passages; sampled {len(chosen)} answers, "
-          f"{len(rows)} sentences -> {args.out}")
+    print(
+        f"{len(pool)} answers with claims and passages; sampled {len(chosen)} answers, "
+        f"{len(rows)} sentences -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

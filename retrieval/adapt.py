@@ -233,6 +233,7 @@ class AdaptReport:
     kept: bool
     output: str | None
     seconds: float
+    written: int = 0  # of ``pairs``: questions the served model wrote
 
     @property
     def reason(self) -> str:
@@ -246,6 +247,7 @@ class AdaptReport:
             "passages": self.passages,
             "conversations": self.conversations,
             "pairs": self.pairs,
+            "written_questions": self.written,
             "train_pairs": self.train_pairs,
             "probes": self.probes,
         }
@@ -276,10 +278,15 @@ def adapt_embedder(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    generate: Callable[[list[str]], list[tuple[int, str]]] | None = None,
 ) -> AdaptReport:
     """Train ``base`` (the model ``embedder`` runs) on pairs mined from ``conversations``
     ((id, question, agent answer)) and the passages of ``docs``; write it to ``output`` only
-    if it wins on the held-out questions (and ``eval_questions``), or with ``force``."""
+    if it wins on the held-out questions (and ``eval_questions``), or with ``force``.
+
+    ``generate`` (passage texts -> (passage index, question)), e.g. a served model writing
+    questions (``retrieval.question_writer``), adds pairs for passages no transcript covers;
+    they are held out by document, so a held-out question's document was never trained on."""
     started = time.perf_counter()
     count = embedder.count_tokens
     passages = collect_passages([docs], count, chunk_tokens, chunk_overlap, chunk_headers)
@@ -290,9 +297,14 @@ def adapt_embedder(
     pairs = mine_pairs(
         conversations, passages, passage_vectors, lambda t: _vectors(embedder, t), min_score
     )
+    mined = len(pairs)
+    if generate is not None:
+        written = generate([p.text for p in passages])
+        pairs += [Pair(q, i, f"doc:{passages[i].source}", 1.0) for i, q in written]
+        log(f"{len(written)} questions written by the model for the passages")
     train_pairs, held_pairs = split(pairs, eval_fraction)
     log(
-        f"{len(pairs)} pairs from {len(conversations)} conversations "
+        f"{mined} pairs from {len(conversations)} conversations, {len(pairs) - mined} written "
         f"({len(train_pairs)} to train, {len(held_pairs)} held out)"
     )
     probes = [Probe(p.query, frozenset({passages[p.positive].source})) for p in held_pairs]
@@ -334,7 +346,7 @@ def adapt_embedder(
     return AdaptReport(
         embedder.name, len(passages), len(conversations), len(pairs), len(train_pairs),
         len(probes), before, after, wins, kept, str(output) if kept else None,
-        round(time.perf_counter() - started, 1),
+        round(time.perf_counter() - started, 1), len(pairs) - mined,
     )  # fmt: skip
 
 

@@ -74,6 +74,25 @@ def resolve_model(name: str) -> str:
     return name
 
 
+PRECISIONS = ("float32", "int8")
+
+
+def quantize_int8(model) -> None:
+    """Every ``nn.Linear`` of ``model`` swapped, in place, for a dynamically quantized one
+    (int8 weights, activations quantized per batch): a CPU runs BERT-like encoders faster
+    so. PyTorch marks these functions deprecated in favour of torchao; they still work."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    if next(model.parameters()).device.type != "cpu":
+        raise RetrievalError("embedding precision int8 runs on a CPU only; use float32 on a GPU")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
 @lru_cache(maxsize=1)
 def _sentence_transformer_class():
     """``SentenceTransformer`` whose tokenization holds ``tokenizer_lock`` (a subclass, so
@@ -110,9 +129,16 @@ class SentenceTransformerEmbedder:
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
         source: str | None = None,
+        precision: str = "float32",
     ) -> None:
         """``name`` is the model's identity (stored with the index, served as its id);
-        ``source`` where to load it from when that differs (an installed folder)."""
+        ``source`` where to load it from when that differs (an installed folder);
+        ``precision`` ``int8``: its linear layers quantized to int8 weights on the fly
+        (PyTorch's dynamic quantization; CPU only), faster on a CPU at a small drift."""
+        if precision not in PRECISIONS:
+            raise RetrievalError(
+                f"unknown embedding precision '{precision}': use one of {', '.join(PRECISIONS)}"
+            )
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" on every start is noise
@@ -125,6 +151,9 @@ class SentenceTransformerEmbedder:
         except (OSError, ValueError) as exc:  # no such folder, not on the hub, hub offline
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RetrievalError(f"cannot load embedding model '{name}': {first}") from None
+        if precision == "int8":
+            quantize_int8(self.model)
+        self.precision = precision
         self.tokenizer = self.model.tokenizer
         self.max_tokens = self.model.max_seq_length
         dimension = (

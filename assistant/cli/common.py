@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -29,3 +31,26 @@ def emit(result: dict, as_json: bool) -> None:
 def echo_err(line: str) -> None:
     """Progress and problems go to stderr, so stdout stays for the result."""
     typer.echo(line, err=True)
+
+
+@contextmanager
+def progress_bar(shown: bool, label: str) -> Iterator[Callable[[int, int], None]]:
+    """``tick(done, total)`` drawing a tqdm bar on stderr while the block runs (nothing
+    when not ``shown``, e.g. with --json)."""
+    bar = None
+
+    def tick(done: int, total: int) -> None:
+        nonlocal bar
+        if not shown:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc=label, leave=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield tick
+    finally:
+        if bar is not None:
+            bar.close()

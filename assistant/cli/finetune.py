@@ -11,10 +11,10 @@ from pathlib import Path
 import typer
 
 from assistant.chat.feedback_store import FeedbackStore
-from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load
+from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load, progress_bar
 from assistant.errors import UserError
 from assistant.evaluation.finetune_answers import answers_before_after, flat, heldout_questions
-from assistant.evaluation.harness import load_questions
+from assistant.evaluation.harness import asker, load_questions
 from assistant.evaluation.report import compare, compare_table
 from assistant.knowledge.factories import make_embedder
 from finetune.pii import Scrubber
@@ -22,7 +22,7 @@ from finetune.pipeline import finetune_adapter
 from finetune.prepare import prepare
 from finetune.train import TrainConfig
 from finetune.transcripts import Conversation, first_exchanges
-from retrieval import adapt
+from retrieval import adapt, question_writer
 
 finetune_app = typer.Typer(
     no_args_is_help=False,
@@ -252,6 +252,27 @@ def embeddings_command(
     force: bool = typer.Option(
         False, "--force", help="Write the new model even where it does not win (experiments)."
     ),
+    questions_url: str | None = typer.Option(
+        None,
+        help="OpenAI-compatible server of an instruct model (e.g. a running `assistant "
+        "serve`) that writes, for each passage, the questions an employee would ask: "
+        "training pairs where no transcript covers a document (GPL-style).",
+    ),
+    questions_model: str | None = typer.Option(
+        None, help="The question writer's model name at --questions-url."
+    ),
+    questions_api_key: str | None = typer.Option(
+        None, envvar="ASSISTANT_QUESTIONS_API_KEY", help="Key for --questions-url."
+    ),
+    per_passage: int = typer.Option(2, min=1, max=10, help="Questions asked per passage."),
+    questions_limit: int | None = typer.Option(
+        None, min=1, help="Passages to write questions for (a seeded sample) [all]."
+    ),
+    questions_cache: Path | None = typer.Option(
+        None,
+        help="JSONL file that keeps every reply of the question writer, so an interrupted "
+        "run resumes and a rerun asks nothing again [OUTPUT.questions.jsonl].",
+    ),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -264,20 +285,55 @@ def embeddings_command(
     new model is written to --output only if its MRR is higher and its recall@5 no lower;
     otherwise nothing is written and the report says so. Use it with
     `assistant index --full --embedding-model OUTPUT` (a new model means a full reindex).
+
+    With --questions-url, a served instruct model also writes questions for the passages
+    (kept in --questions-cache); they are held out by document like the conversations.
+    On a 2-core CPU the 0.5B model writes about one passage's questions every few seconds:
+    use --questions-limit to try it on a sample first.
     """
     settings = load(config, embedding_model=base)
-    for path, what in ((docs, "--docs"), (transcripts, "--transcripts")):
-        if not path.exists():
-            raise UserError(f"{what} '{path}' does not exist")
+    if bool(questions_url) != bool(questions_model):
+        raise UserError("--questions-url and --questions-model go together")
+    if not docs.exists():
+        raise UserError(f"--docs '{docs}' does not exist")
+    if not transcripts.exists() and not questions_url:
+        raise UserError(f"--transcripts '{transcripts}' does not exist")
     if output.exists() and any(output.iterdir()):
         raise UserError(f"--output '{output}' is not empty")
     log = (lambda line: None) if as_json else echo_err
+    generate = None
+    if questions_url:
+        _reachable(questions_url, questions_api_key)
+        client = asker(questions_url, questions_model, questions_api_key, 300.0, gateway=True,
+                       max_tokens=48 * per_passage, temperature=0.7)  # fmt: skip
+
+        def ask(prompt: str) -> str:
+            try:
+                return client(prompt)
+            except Exception as exc:  # the client's errors: connection, HTTP status, timeout
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UserError(
+                    f"cannot ask {questions_model} at {questions_url} (--questions-url): {first}"
+                ) from None
+
+        cache = questions_cache or output.with_name(output.name + ".questions.jsonl")
+
+        def generate(passages: list[str]) -> list[tuple[int, str]]:
+            log(f"asking {questions_model} at {questions_url} for {per_passage} questions per "
+                f"passage; replies kept in {cache}")  # fmt: skip
+            with progress_bar(not as_json, "writing questions") as tick:
+                return question_writer.write_questions(
+                    passages, ask, per_passage=per_passage, limit=questions_limit,
+                    cache=cache, progress=tick,
+                )  # fmt: skip
+
     embedder = make_embedder(settings)
+    conversations = first_exchanges(transcripts, Scrubber().scrub) if transcripts.exists() else []
     report = adapt.adapt_embedder(
         embedder,
         settings.embedding_model,
         docs,
-        first_exchanges(transcripts, Scrubber().scrub),
+        conversations,
         output,
         chunk_tokens=settings.chunk_tokens,
         chunk_overlap=settings.chunk_overlap_tokens,
@@ -289,6 +345,7 @@ def embeddings_command(
         force=force,
         progress=not as_json,
         log=log,
+        generate=generate,
     )
     if report.kept:
         log(f"kept the adapted model in {output}: {report.reason}")
@@ -296,6 +353,18 @@ def embeddings_command(
     else:
         log(f"kept {embedder.name}; nothing written: {report.reason}")
     emit(report.summary(), as_json)
+
+
+def _reachable(url: str, api_key: str | None) -> None:
+    """Fail before the long embedding work when nothing answers at ``url``."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        httpx.get(url.rstrip("/") + "/v1/models", headers=headers, timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"no model server answers at {url} (--questions-url): {first}") from None
 
 
 def _rated_answers(feedback: Path | None, log) -> list[Conversation]:

@@ -171,8 +171,24 @@ class Asker:
 
 
 def judge(url: str, model: str, api_key: str | None, timeout: float, gateway: bool):
-    """``ask(prompt) -> reply`` through any OpenAI-compatible server; ``gateway``: it is an
-    ``assistant serve``, whose retrieval is turned off for the judge's questions."""
+    """``ask(prompt) -> reply`` of at most a few tokens (yes / no) through any
+    OpenAI-compatible server; ``gateway``: it is an ``assistant serve``, whose retrieval is
+    turned off for the judge's questions."""
+    return asker(url, model, api_key, timeout, gateway, max_tokens=5)
+
+
+def asker(
+    url: str,
+    model: str,
+    api_key: str | None,
+    timeout: float,
+    gateway: bool,
+    *,
+    max_tokens: int,
+    temperature: float = 0.0,
+):
+    """``ask(prompt) -> reply``: one user message to ``model`` at an OpenAI-compatible
+    server (an ``assistant serve`` when ``gateway``, asked with its retrieval off)."""
     from openai import OpenAI
 
     client = OpenAI(base_url=url.rstrip("/") + "/v1", api_key=api_key or "none",
@@ -183,8 +199,8 @@ def judge(url: str, model: str, api_key: str | None, timeout: float, gateway: bo
         response = client.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": prompt}],
-            temperature=0,
-            max_tokens=5,
+            temperature=temperature,
+            max_tokens=max_tokens,
             extra_body=extra,
         )
         return response.choices[0].message.content or ""

@@ -42,6 +42,7 @@ def make_embedder(settings: Settings):
         query_prefix=settings.embedding_query_prefix,
         passage_prefix=settings.embedding_passage_prefix,
         source=folder if folder != settings.embedding_model else None,
+        precision=settings.embedding_precision,
     )
 
 

