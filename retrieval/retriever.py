@@ -192,7 +192,7 @@ class Retriever:
         mode: str = "hybrid",
         candidates: int = 20,
         fusion: str = "convex",
-        keyword_weight: float = 0.2,
+        keyword_weight: float = 0.1,
         code_weight: float = 0.3,
         per_document: int | None = 1,
         reranker: Reranker | None = None,

@@ -328,7 +328,11 @@ def embeddings_command(
                 )  # fmt: skip
 
     embedder = make_embedder(settings)
-    conversations = first_exchanges(transcripts, Scrubber().scrub) if transcripts.exists() else []
+    conversations = []
+    if transcripts.exists():
+        conversations = first_exchanges(transcripts, Scrubber().scrub)
+    else:
+        log(f"no transcripts at {transcripts}: training on the written questions only")
     report = adapt.adapt_embedder(
         embedder,
         settings.embedding_model,
