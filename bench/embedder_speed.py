@@ -34,18 +34,19 @@ def questions(files: list[Path]) -> list[str]:
 
 
 def passages(docs: Path, embedder, limit: int) -> list[str]:
+    """The chunks of ``docs`` as the indexer embeds them (with headers), at most ``limit``."""
     from retrieval.chunking import Chunker
-    from retrieval.indexer import scan
+    from retrieval.indexer import IndexReport, scan
     from retrieval.loaders import LoadError, load
 
     chunker = Chunker(embedder.count_tokens, 200, 30)
     texts = []
-    for path in scan(docs):
+    for file in scan([docs], IndexReport()).values():
         try:
-            doc = load(path, path.relative_to(docs).as_posix())
+            chunks = chunker.split(load(file.path, file.source), file.digest)
         except LoadError:
             continue
-        texts += [c.text for c in chunker.split(doc)]
+        texts += [c.embedding_text(True) for c in chunks]
     return texts[:limit]
 
 

@@ -134,7 +134,8 @@ def main() -> None:
     specs = json.loads((PUBLIC / "corpora.json").read_text())
     suffix = ".dev.jsonl" if args.set == "dev" else ".jsonl"
     report: dict = {"set": args.set, "k": args.k, "corpora": {}, "skipped": {}}
-    settings = {k: v for k, v in os.environ.items() if k.startswith("ASSISTANT_RETRIEVAL")}
+    mine = ("ASSISTANT_RETRIEVAL", "ASSISTANT_EMBEDDING")
+    settings = {k: v for k, v in os.environ.items() if k.startswith(mine)}
     report["settings"] = settings
     with tempfile.TemporaryDirectory(prefix="retrieval-quality-") as tmp:
         for name, spec in specs.items():

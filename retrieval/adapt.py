@@ -307,27 +307,14 @@ def adapt_embedder(
         f"{mined} pairs from {len(conversations)} conversations, {len(pairs) - mined} written "
         f"({len(train_pairs)} to train, {len(held_pairs)} held out)"
     )
-    probes = [Probe(p.query, frozenset({passages[p.positive].source})) for p in held_pairs]
-    if eval_questions is not None:
-        probes += [Probe(q.text, q.gold) for q in load_questions(eval_questions)]
-    if not probes:
-        raise RetrievalError("nothing to judge the new model on: no held-out pairs and no --eval")
+    probes = _probes(held_pairs, passages, eval_questions)
 
     def judge(model: Embedder) -> dict:
         vectors = passage_vectors if model is embedder else None
         return _judge(model, passages, probes, vectors)
 
     before = judge(embedder)
-    negatives = hard_negatives(
-        _vectors(embedder, [p.query for p in train_pairs], query=True),
-        passage_vectors,
-        passages,
-        train_pairs,
-    )
-    triplets = [
-        (p.query, passages[p.positive].text, passages[n].text)
-        for p, n in zip(train_pairs, negatives, strict=True)
-    ]
+    triplets = _triplets(embedder, passage_vectors, passages, train_pairs)
     with tempfile.TemporaryDirectory(prefix="embeddings-") as tmp:
         trained = Path(tmp) / "model"
         log(f"training on {len(triplets)} (question, passage, hard negative) triplets")
@@ -348,6 +335,28 @@ def adapt_embedder(
         len(probes), before, after, wins, kept, str(output) if kept else None,
         round(time.perf_counter() - started, 1), len(pairs) - mined,
     )  # fmt: skip
+
+
+def _probes(held: list[Pair], passages: list[Passage], eval_questions: Path | None) -> list[Probe]:
+    """The held-out pairs' questions and the ``--eval`` questions, with their gold files."""
+    probes = [Probe(p.query, frozenset({passages[p.positive].source})) for p in held]
+    if eval_questions is not None:
+        probes += [Probe(q.text, q.gold) for q in load_questions(eval_questions)]
+    if not probes:
+        raise RetrievalError("nothing to judge the new model on: no held-out pairs and no --eval")
+    return probes
+
+
+def _triplets(
+    embedder: Embedder, passage_vectors: np.ndarray, passages: list[Passage], pairs: list[Pair]
+) -> list[tuple[str, str, str]]:
+    """(question, its passage, the hard negative the current model ranks highest)."""
+    queries = _vectors(embedder, [p.query for p in pairs], query=True)
+    negatives = hard_negatives(queries, passage_vectors, passages, pairs)
+    return [
+        (p.query, passages[p.positive].text, passages[n].text)
+        for p, n in zip(pairs, negatives, strict=True)
+    ]
 
 
 def _vectors(model: Embedder, texts: list[str], query: bool = False) -> np.ndarray:

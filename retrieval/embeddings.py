@@ -143,7 +143,9 @@ class SentenceTransformerEmbedder:
 
         hf_logging.disable_progress_bar()  # "Loading weights" on every start is noise
 
-        self.name = canonical_name(name)
+        # int8 vectors differ from float32 ones (cosine ~0.6 for mpnet): another identity, so a
+        # collection built with one precision is refused under the other until `index --full`
+        self.name = canonical_name(name) + ("@int8" if precision == "int8" else "")
         self.batch_size = batch_size
         try:
             model_class = _sentence_transformer_class()

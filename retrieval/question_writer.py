@@ -3,8 +3,8 @@ al. 2022): for each passage, the questions an employee would type that it answer
 training pairs for ``adapt_embedder`` where no transcripts cover a document.
 
 The model is asked through a plain ``ask(prompt) -> reply`` callable (the caller wires it to
-an OpenAI-compatible server), so this module knows nothing of HTTP. Replies are cached by
-the passage's text in a JSONL file: an interrupted run resumes, a rerun asks nothing again.
+an OpenAI-compatible server), so this module knows nothing of HTTP. Raw replies are cached
+by the passage's text in a JSONL file: an interrupted run resumes, a rerun asks nothing again.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 PROMPT = (
@@ -24,17 +24,25 @@ PROMPT = (
     "in their own words, not the passage's title. One question per line, nothing else."
 )
 MIN_WORDS = 3
+MAX_WORDS = 40
 MAX_PASSAGE_CHARS = 1500  # about 350 tokens: the prompt stays short for a CPU engine
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)]|Q\d*[:.)])\s*", re.IGNORECASE)
 
 
 def parse_questions(reply: str, n: int) -> list[str]:
-    """The first ``n`` distinct question lines of a reply: numbering, bullets and quotes
-    stripped; lines of fewer than MIN_WORDS words and preambles ("Here are ...:") dropped."""
+    """The first ``n`` distinct questions of a reply: numbering, bullets and quotes stripped;
+    a line with a question mark cut after it (the model's "Q? > heading" or "Q? Answer...");
+    preambles ("Here are ...:"), answers ("Answer: ..."), statements ending in a full stop,
+    lines of fewer than MIN_WORDS or more than MAX_WORDS words dropped."""
     found: list[str] = []
     for line in reply.splitlines():
         text = _NUMBERING.sub("", line).strip().strip("\"'“”*").strip()
-        if len(text.split()) < MIN_WORDS or text.endswith(":"):
+        if "?" in text:
+            text = text[: text.index("?") + 1]
+        elif text.endswith((".", ":", "!")) or text.lower().startswith("answer"):
+            continue
+        words = len(text.split())
+        if words < MIN_WORDS or words > MAX_WORDS:
             continue
         if text.lower() not in {f.lower() for f in found}:
             found.append(text)
@@ -72,23 +80,24 @@ def write_questions(
             text = passages[index][:MAX_PASSAGE_CHARS]
             key = f"{_key(text)}:{per_passage}"
             if key not in known:
-                reply = ask(PROMPT.format(passage=text, n=per_passage))
-                known[key] = parse_questions(reply, per_passage)
-                append({"key": key, "questions": known[key]})
-            out += [(index, q) for q in known[key]]
+                known[key] = ask(PROMPT.format(passage=text, n=per_passage))
+                append({"key": key, "reply": known[key]})
+            out += [(index, q) for q in parse_questions(known[key], per_passage)]
             if progress:
                 progress(done, len(chosen))
     return out
 
 
-def _read_cache(cache: Path | None) -> dict[str, list[str]]:
+def _read_cache(cache: Path | None) -> dict[str, str]:
+    """Key -> the model's raw reply (parsed again on every run, so a better parser needs
+    no new replies)."""
     if cache is None or not cache.exists():
         return {}
     known = {}
     for line in cache.read_text().splitlines():
         try:
             row = json.loads(line)
-            known[row["key"]] = list(row["questions"])
+            known[row["key"]] = str(row["reply"])
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by an interrupted run: asked again
     return known
@@ -118,8 +127,3 @@ class _appender:
     def __exit__(self, *exc) -> None:
         if self.file is not None:
             self.file.close()
-
-
-def sample_lines(pairs: Iterable[tuple[int, str]], passages: list[str], n: int = 3) -> list[str]:
-    """A few "question <- passage start" lines for the log, so a person sees what was made."""
-    return [f"{q!r} <- {passages[i][:60]!r}..." for i, q in list(pairs)[:n]]

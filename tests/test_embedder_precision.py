@@ -21,6 +21,8 @@ def test_int8_vectors_stay_close_to_float32_and_keep_the_ranking():
     full = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
     small = SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision="int8")
     assert small.precision == "int8" and small.dimension == full.dimension
+    # another identity: a collection built at one precision is refused at the other
+    assert small.name == full.name + "@int8"
     a, b = np.asarray(full.embed(TEXTS)), np.asarray(small.embed(TEXTS))
     drift = np.sum(a * b, axis=1)  # both normalized: cosine between the two vectors of a text
     assert drift.min() > 0.9, drift  # MiniLM: 0.93-0.96 measured

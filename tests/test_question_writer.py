@@ -35,6 +35,16 @@ def test_parse_strips_numbering_bullets_quotes_and_preambles():
         "how do i renew the vpn certificate",
     ]
     assert parse_questions("Sure!\n\n", 2) == []
+    junk = (
+        "Answer: The easiest way is to let a backup application do it.\n"
+        "What is GNOME Classic? > Window list\n"
+        "If you suspend your computer, the driver may not support it.\n"
+        "wifi keeps dropping every 15 minutes on my laptop\n"
+    )
+    assert parse_questions(junk, 5) == [
+        "What is GNOME Classic?",
+        "wifi keeps dropping every 15 minutes on my laptop",
+    ]
 
 
 class Writer:
@@ -105,5 +115,36 @@ def test_the_cache_records_what_was_asked(tmp_path):
     cache = tmp_path / "q.jsonl"
     write_questions(PASSAGES[:1], Writer(), per_passage=2, cache=cache)
     row = json.loads(cache.read_text())
-    assert row["questions"][0].startswith("what about VPN error")
+    assert row["reply"].startswith("1. what about VPN error")  # raw: parsed again each run
     assert row["key"].endswith(":2")
+
+
+def test_written_questions_train_the_embedder_held_out_by_document(tmp_path):
+    """``adapt_embedder`` with questions from a writer and no transcripts: pairs held out by
+    document, judged before and after, the report says how many were written."""
+    import shutil
+
+    from retrieval import adapt
+    from retrieval.embeddings import SentenceTransformerEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in sorted(p.name for p in (DATA / "docs").glob("*.md"))[:6]:
+        shutil.copy(DATA / "docs" / name, docs / name)
+
+    def generate(passages: list[str]) -> list[tuple[int, str]]:
+        # a stand-in writer: the passage's first words as a question
+        return [(i, " ".join(p.split()[3:12]) + "?") for i, p in enumerate(passages)]
+
+    embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    report = adapt.adapt_embedder(
+        embedder, "all-MiniLM-L6-v2", docs, [], tmp_path / "out",
+        chunk_tokens=200, chunk_overlap=30, eval_fraction=0.4, progress=False,
+        log=lambda line: None, generate=generate,
+    )  # fmt: skip
+    assert report.written == report.pairs == report.passages
+    assert report.conversations == 0 and 0 < report.train_pairs < report.pairs
+    assert report.probes == report.pairs - report.train_pairs
+    summary = report.summary()
+    assert summary["written_questions"] == report.written
+    assert summary["kept"] == (tmp_path / "out" / "config_sentence_transformers.json").exists()

@@ -11,18 +11,16 @@ from pathlib import Path
 import typer
 
 from assistant.chat.feedback_store import FeedbackStore
-from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load, progress_bar
+from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load
+from assistant.cli.embeddings import embeddings_command
 from assistant.errors import UserError
 from assistant.evaluation.finetune_answers import answers_before_after, flat, heldout_questions
-from assistant.evaluation.harness import asker, load_questions
+from assistant.evaluation.harness import load_questions
 from assistant.evaluation.report import compare, compare_table
-from assistant.knowledge.factories import make_embedder
-from finetune.pii import Scrubber
 from finetune.pipeline import finetune_adapter
 from finetune.prepare import prepare
 from finetune.train import TrainConfig
-from finetune.transcripts import Conversation, first_exchanges
-from retrieval import adapt, question_writer
+from finetune.transcripts import Conversation
 
 finetune_app = typer.Typer(
     no_args_is_help=False,
@@ -224,153 +222,6 @@ def prepare_command(
     emit(report.summary(), as_json)
 
 
-@finetune_app.command("embeddings")
-def embeddings_command(
-    docs: Path = typer.Option(..., help="Docs folder: the passages the model must find."),
-    output: Path = typer.Option(..., help="Folder for the adapted sentence-transformers model."),
-    transcripts: Path = typer.Option(
-        Path("data/transcripts"),
-        help="Help-desk transcripts: employee questions paired with the doc passage the "
-        "agent's answer matches.",
-    ),
-    eval_questions: Path | None = typer.Option(
-        None,
-        "--eval",
-        help='Also judge on these questions (JSONL {"question", "gold": [file names]}), '
-        "as eval-retrieval does.",
-    ),
-    base: str | None = typer.Option(None, help="Model to adapt [the embedding_model setting]."),
-    min_score: float = typer.Option(
-        0.5, help="Least cosine between an agent's answer and a passage for a training pair."
-    ),
-    epochs: float = typer.Option(1.0, min=0.01, help="Passes over the pairs."),
-    learning_rate: float = typer.Option(2e-5, help="Peak learning rate."),
-    batch_size: int = typer.Option(16, min=2, help="Pairs per step (in-batch negatives)."),
-    eval_fraction: float = typer.Option(
-        0.3, min=0.05, max=0.9, help="Share of conversations held out to judge the new model."
-    ),
-    force: bool = typer.Option(
-        False, "--force", help="Write the new model even where it does not win (experiments)."
-    ),
-    questions_url: str | None = typer.Option(
-        None,
-        help="OpenAI-compatible server of an instruct model (e.g. a running `assistant "
-        "serve`) that writes, for each passage, the questions an employee would ask: "
-        "training pairs where no transcript covers a document (GPL-style).",
-    ),
-    questions_model: str | None = typer.Option(
-        None, help="The question writer's model name at --questions-url."
-    ),
-    questions_api_key: str | None = typer.Option(
-        None, envvar="ASSISTANT_QUESTIONS_API_KEY", help="Key for --questions-url."
-    ),
-    per_passage: int = typer.Option(2, min=1, max=10, help="Questions asked per passage."),
-    questions_limit: int | None = typer.Option(
-        None, min=1, help="Passages to write questions for (a seeded sample) [all]."
-    ),
-    questions_cache: Path | None = typer.Option(
-        None,
-        help="JSONL file that keeps every reply of the question writer, so an interrupted "
-        "run resumes and a rerun asks nothing again [OUTPUT.questions.jsonl].",
-    ),
-    as_json: bool = JsonOpt,
-    config: Path | None = ConfigOpt,
-) -> None:
-    """Adapt the embedding model to the company's docs and questions (experimental).
-
-    Pairs each employee question in the transcripts with the doc passage that the agent's
-    answer matches best, adds a hard negative (another document's passage the current model
-    ranks high), and trains with MultipleNegativesRankingLoss. The held-out conversations'
-    questions (and --eval questions) are searched over all passages before and after: the
-    new model is written to --output only if its MRR is higher and its recall@5 no lower;
-    otherwise nothing is written and the report says so. Use it with
-    `assistant index --full --embedding-model OUTPUT` (a new model means a full reindex).
-
-    With --questions-url, a served instruct model also writes questions for the passages
-    (kept in --questions-cache); they are held out by document like the conversations.
-    On a 2-core CPU the 0.5B model writes about one passage's questions every few seconds:
-    use --questions-limit to try it on a sample first.
-    """
-    settings = load(config, embedding_model=base)
-    if bool(questions_url) != bool(questions_model):
-        raise UserError("--questions-url and --questions-model go together")
-    if not docs.exists():
-        raise UserError(f"--docs '{docs}' does not exist")
-    if not transcripts.exists() and not questions_url:
-        raise UserError(f"--transcripts '{transcripts}' does not exist")
-    if output.exists() and any(output.iterdir()):
-        raise UserError(f"--output '{output}' is not empty")
-    log = (lambda line: None) if as_json else echo_err
-    generate = None
-    if questions_url:
-        _reachable(questions_url, questions_api_key)
-        client = asker(questions_url, questions_model, questions_api_key, 300.0, gateway=True,
-                       max_tokens=48 * per_passage, temperature=0.7)  # fmt: skip
-
-        def ask(prompt: str) -> str:
-            try:
-                return client(prompt)
-            except Exception as exc:  # the client's errors: connection, HTTP status, timeout
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise UserError(
-                    f"cannot ask {questions_model} at {questions_url} (--questions-url): {first}"
-                ) from None
-
-        cache = questions_cache or output.with_name(output.name + ".questions.jsonl")
-
-        def generate(passages: list[str]) -> list[tuple[int, str]]:
-            log(f"asking {questions_model} at {questions_url} for {per_passage} questions per "
-                f"passage; replies kept in {cache}")  # fmt: skip
-            with progress_bar(not as_json, "writing questions") as tick:
-                return question_writer.write_questions(
-                    passages, ask, per_passage=per_passage, limit=questions_limit,
-                    cache=cache, progress=tick,
-                )  # fmt: skip
-
-    embedder = make_embedder(settings)
-    conversations = []
-    if transcripts.exists():
-        conversations = first_exchanges(transcripts, Scrubber().scrub)
-    else:
-        log(f"no transcripts at {transcripts}: training on the written questions only")
-    report = adapt.adapt_embedder(
-        embedder,
-        settings.embedding_model,
-        docs,
-        conversations,
-        output,
-        chunk_tokens=settings.chunk_tokens,
-        chunk_overlap=settings.chunk_overlap_tokens,
-        chunk_headers=settings.chunk_headers,
-        eval_questions=eval_questions,
-        min_score=min_score,
-        eval_fraction=eval_fraction,
-        config=adapt.TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size),
-        force=force,
-        progress=not as_json,
-        log=log,
-        generate=generate,
-    )
-    if report.kept:
-        log(f"kept the adapted model in {output}: {report.reason}")
-        log(f"use it: assistant index --full --embedding-model {output}")
-    else:
-        log(f"kept {embedder.name}; nothing written: {report.reason}")
-    emit(report.summary(), as_json)
-
-
-def _reachable(url: str, api_key: str | None) -> None:
-    """Fail before the long embedding work when nothing answers at ``url``."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        httpx.get(url.rstrip("/") + "/v1/models", headers=headers, timeout=10).raise_for_status()
-    except httpx.HTTPError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"no model server answers at {url} (--questions-url): {first}") from None
-
-
 def _rated_answers(feedback: Path | None, log) -> list[Conversation]:
     """The page's rated answers in the feedback store, as training conversations."""
     if feedback is None:
@@ -381,3 +232,6 @@ def _rated_answers(feedback: Path | None, log) -> list[Conversation]:
     extra = [Conversation(r["id"], r["messages"], str(feedback)) for r in records]
     log(f"{len(extra)} conversations from rated answers in {feedback}")
     return extra
+
+
+finetune_app.command("embeddings")(embeddings_command)
