@@ -35,19 +35,9 @@ def questions(files: list[Path]) -> list[str]:
 
 def passages(docs: Path, embedder, limit: int) -> list[str]:
     """The chunks of ``docs`` as the indexer embeds them (with headers), at most ``limit``."""
-    from retrieval.chunking import Chunker
-    from retrieval.indexer import IndexReport, scan
-    from retrieval.loaders import LoadError, load
+    from retrieval_bench import chunk_texts  # bench/ is this script's folder, on sys.path
 
-    chunker = Chunker(embedder.count_tokens, 200, 30)
-    texts = []
-    for file in scan([docs], IndexReport()).values():
-        try:
-            chunks = chunker.split(load(file.path, file.source), file.digest)
-        except LoadError:
-            continue
-        texts += [c.embedding_text(True) for c in chunks]
-    return texts[:limit]
+    return chunk_texts(docs, embedder)[:limit]
 
 
 def measure(embedder, qs: list[str], ps: list[str]) -> dict:

@@ -35,6 +35,7 @@ def parse_questions(reply: str, n: int) -> list[str]:
     preambles ("Here are ...:"), answers ("Answer: ..."), statements ending in a full stop,
     lines of fewer than MIN_WORDS or more than MAX_WORDS words dropped."""
     found: list[str] = []
+    seen: set[str] = set()
     for line in reply.splitlines():
         text = _NUMBERING.sub("", line).strip().strip("\"'“”*").strip()
         if "?" in text:
@@ -44,7 +45,8 @@ def parse_questions(reply: str, n: int) -> list[str]:
         words = len(text.split())
         if words < MIN_WORDS or words > MAX_WORDS:
             continue
-        if text.lower() not in {f.lower() for f in found}:
+        if text.lower() not in seen:
+            seen.add(text.lower())
             found.append(text)
         if len(found) == n:
             break

@@ -11,7 +11,7 @@ import typer
 
 from assistant.cli.common import ConfigOpt, JsonOpt, echo_err, emit, load, progress_bar
 from assistant.errors import UserError
-from assistant.evaluation.harness import asker
+from assistant.evaluation.harness import asker, describe
 from assistant.knowledge.factories import make_embedder
 from finetune.pii import Scrubber
 from finetune.transcripts import first_exchanges
@@ -156,8 +156,9 @@ def _question_writer(url, model, api_key, per_passage, limit, cache, *, shown, l
         try:
             return client(prompt)
         except Exception as exc:  # the client's errors: connection, HTTP status, timeout
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"cannot ask {model} at {url} (--questions-url): {first}") from None
+            raise UserError(
+                f"cannot ask {model} at {url} (--questions-url): {describe(exc)}"
+            ) from None
 
     def generate(passages: list[str]) -> list[tuple[int, str]]:
         log(f"asking {model} at {url} for {per_passage} questions per passage; replies kept "
@@ -178,5 +179,6 @@ def _reachable(url: str, api_key: str | None) -> None:
     try:
         httpx.get(url.rstrip("/") + "/v1/models", headers=headers, timeout=10).raise_for_status()
     except httpx.HTTPError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"no model server answers at {url} (--questions-url): {first}") from None
+        raise UserError(
+            f"no model server answers at {url} (--questions-url): {describe(exc)}"
+        ) from None
